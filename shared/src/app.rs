@@ -1,0 +1,104 @@
+//! The context every function builds once at cold start and lends to each
+//! invocation: configuration and one adapter per port.
+
+use std::sync::Arc;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::auth::JwtVerifier;
+use crate::cipher::{decrypt_config_secret, KmsCipher, TokenCipher};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, ConfigError, Needs, SecretSource};
+use crate::docusign::oauth::{http_client, DocuSignOAuth, OAuthSettings};
+use crate::docusign::DocuSignAuth;
+use crate::store::dynamo::DynamoStore;
+use crate::store::TokenStore;
+
+pub struct App {
+    pub config: Config,
+    /// Present for the CRM-facing functions.
+    pub jwt: Option<JwtVerifier>,
+    pub store: Box<dyn TokenStore>,
+    pub cipher: Box<dyn TokenCipher>,
+    pub docusign: Box<dyn DocuSignAuth>,
+    pub clock: Arc<dyn Clock>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("configuration: {variable} could not be decrypted with KMS")]
+    SecretDecrypt {
+        variable: &'static str,
+        #[source]
+        source: crate::cipher::CipherError,
+    },
+    #[error("configuration: {variable} is unusable: {reason}")]
+    Unusable { variable: &'static str, reason: String },
+}
+
+impl App {
+    /// Reads the environment, builds the AWS and DocuSign clients.
+    pub async fn from_env(needs: Needs) -> Result<Self, StartupError> {
+        let config = Config::from_env(needs)?;
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let kms = aws_sdk_kms::Client::new(&aws);
+        let dynamo = aws_sdk_dynamodb::Client::new(&aws);
+        let secret_key = resolve(&kms, &config.secret_key, "DOCUSIGN_SECRET_KEY").await?;
+        let jwt_secret = match &config.crm_jwt_secret {
+            Some(source) => Some(resolve(&kms, source, "CRM_JWT_SECRET").await?),
+            None => None,
+        };
+        let store = DynamoStore::new(dynamo, config.token_table.clone());
+        let cipher = KmsCipher::new(kms, config.token_key_id.clone());
+        Self::assemble(config, secret_key, jwt_secret, Box::new(store), Box::new(cipher), Arc::new(SystemClock))
+    }
+
+    /// Builds the context from resolved secrets and the given store, cipher and clock.
+    pub fn assemble(
+        config: Config,
+        secret_key: SecretString,
+        jwt_secret: Option<SecretString>,
+        store: Box<dyn TokenStore>,
+        cipher: Box<dyn TokenCipher>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartupError> {
+        let jwt = jwt_secret
+            .map(|s| JwtVerifier::new(s.expose_secret().as_bytes(), &config.crm_jwt_audience))
+            .transpose()
+            .map_err(|e| StartupError::Unusable { variable: "CRM_JWT_SECRET", reason: e.to_string() })?;
+        let docusign = DocuSignOAuth::new(
+            OAuthSettings {
+                oauth_base_url: &config.oauth_base_url,
+                integration_key: &config.integration_key,
+                secret_key,
+                redirect_uri: config.redirect_uri.as_ref().map(|u| u.as_str()),
+                scopes: &config.scopes,
+            },
+            http_client(),
+        )
+        .map_err(|e| StartupError::Unusable { variable: "DOCUSIGN_OAUTH_BASE_URL", reason: e.to_string() })?;
+        Ok(Self { config, jwt, store, cipher, docusign: Box::new(docusign), clock })
+    }
+}
+
+async fn resolve(
+    kms: &aws_sdk_kms::Client,
+    source: &SecretSource,
+    plain_name: &'static str,
+) -> Result<SecretString, StartupError> {
+    match source {
+        SecretSource::Plain(secret) => Ok(secret.clone()),
+        SecretSource::KmsCiphertext { variable, ciphertext } => decrypt_config_secret(kms, ciphertext)
+            .await
+            .map_err(|source| StartupError::SecretDecrypt { variable, source }),
+    }
+    .and_then(|s| {
+        if s.expose_secret().is_empty() {
+            Err(StartupError::Unusable { variable: plain_name, reason: "empty".into() })
+        } else {
+            Ok(s)
+        }
+    })
+}

@@ -1,0 +1,99 @@
+//! Token encryption. Every token value is stored only as KMS ciphertext under
+//! an encryption context naming the tenant and the record, so a ciphertext
+//! copied into another tenant's record does not decrypt.
+
+use async_trait::async_trait;
+use aws_sdk_kms::primitives::Blob;
+use secrecy::{ExposeSecret, SecretString};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Where a ciphertext belongs; becomes the KMS encryption context.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Binding<'a> {
+    pub tenant: &'a str,
+    /// `docusign_auth`, `docusign_refresh` or `consent`.
+    pub record: &'a str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CipherError {
+    #[error("KMS could not encrypt")]
+    Encrypt(#[source] BoxError),
+    #[error("KMS could not decrypt (wrong record, tenant or key, or KMS unavailable)")]
+    Decrypt(#[source] BoxError),
+    #[error("decrypted value is not UTF-8")]
+    NotUtf8,
+}
+
+#[async_trait]
+pub trait TokenCipher: Send + Sync {
+    async fn encrypt(&self, binding: &Binding<'_>, plaintext: &SecretString) -> Result<Vec<u8>, CipherError>;
+    async fn decrypt(&self, binding: &Binding<'_>, ciphertext: &[u8]) -> Result<SecretString, CipherError>;
+}
+
+/// AWS KMS, with `TOKEN_KEY_ID`.
+pub struct KmsCipher {
+    client: aws_sdk_kms::Client,
+    key_id: String,
+}
+
+impl KmsCipher {
+    pub fn new(client: aws_sdk_kms::Client, key_id: impl Into<String>) -> Self {
+        Self { client, key_id: key_id.into() }
+    }
+}
+
+#[async_trait]
+impl TokenCipher for KmsCipher {
+    async fn encrypt(&self, binding: &Binding<'_>, plaintext: &SecretString) -> Result<Vec<u8>, CipherError> {
+        let out = self
+            .client
+            .encrypt()
+            .key_id(&self.key_id)
+            .plaintext(Blob::new(plaintext.expose_secret().as_bytes()))
+            .encryption_context("tenant_id", binding.tenant)
+            .encryption_context("record", binding.record)
+            .send()
+            .await
+            .map_err(|e| CipherError::Encrypt(Box::new(e)))?;
+        out.ciphertext_blob
+            .map(Blob::into_inner)
+            .ok_or_else(|| CipherError::Encrypt("KMS returned no ciphertext".into()))
+    }
+
+    async fn decrypt(&self, binding: &Binding<'_>, ciphertext: &[u8]) -> Result<SecretString, CipherError> {
+        let out = self
+            .client
+            .decrypt()
+            .ciphertext_blob(Blob::new(ciphertext))
+            .encryption_context("tenant_id", binding.tenant)
+            .encryption_context("record", binding.record)
+            .send()
+            .await
+            .map_err(|e| CipherError::Decrypt(Box::new(e)))?;
+        let plain = out
+            .plaintext
+            .map(Blob::into_inner)
+            .ok_or_else(|| CipherError::Decrypt("KMS returned no plaintext".into()))?;
+        String::from_utf8(plain).map(SecretString::from).map_err(|_| CipherError::NotUtf8)
+    }
+}
+
+/// Decrypts a configuration secret given as KMS ciphertext (no context).
+pub async fn decrypt_config_secret(
+    client: &aws_sdk_kms::Client,
+    ciphertext: &[u8],
+) -> Result<SecretString, CipherError> {
+    let out = client
+        .decrypt()
+        .ciphertext_blob(Blob::new(ciphertext))
+        .send()
+        .await
+        .map_err(|e| CipherError::Decrypt(Box::new(e)))?;
+    let plain = out
+        .plaintext
+        .map(Blob::into_inner)
+        .ok_or_else(|| CipherError::Decrypt("KMS returned no plaintext".into()))?;
+    String::from_utf8(plain).map(SecretString::from).map_err(|_| CipherError::NotUtf8)
+}

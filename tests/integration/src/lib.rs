@@ -1,0 +1,420 @@
+//! Test harness: each test gets its own DynamoDB table (created from
+//! `infra/dynamodb-table.json`), its own DocuSign simulator and tenant names,
+//! so tests run in parallel and never share state. AWS is a local emulator
+//! (moto's server) reached over the wire through the SDK: the one named by
+//! `AWS_ENDPOINT_URL`, or one this process starts from `.venv/bin`.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
+};
+use docusign_sim::{SimConfig, Simulator};
+use lambda_http::{Body, Response};
+use serde_json::{json, Value};
+use shared::cipher::KmsCipher;
+use shared::clock::{Clock, OffsetClock};
+use shared::config::{Config, Needs};
+use shared::store::dynamo::DynamoStore;
+use shared::App;
+use tokio::sync::OnceCell;
+
+pub const CLIENT_ID: &str = "test-integration-key-0001";
+pub const CLIENT_SECRET: &str = "test-client-secret-value-0001";
+pub const REDIRECT_URI: &str = "https://connector.example/docusign/callback";
+pub const JWT_SECRET: &str = "test-crm-jwt-secret-0123456789abcdef";
+pub const AUDIENCE: &str = "docusign-connector";
+pub const CRM_ORIGIN: &str = "https://crm.example";
+
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+// ---- the AWS emulator ------------------------------------------------------------
+
+struct Aws {
+    sdk: aws_config::SdkConfig,
+    key_id: String,
+}
+
+static AWS: OnceCell<Aws> = OnceCell::const_new();
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts moto's server for this test process; a watchdog stops it when the
+/// process ends.
+fn start_moto() -> String {
+    let venv = workspace_root().join(".venv/bin/moto_server");
+    let program = if venv.exists() { venv.display().to_string() } else { "moto_server".to_owned() };
+    let port = free_port();
+    let script = format!(
+        "'{program}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
+         while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill $m",
+        parent = std::process::id()
+    );
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("cannot start moto_server: run the README's test command, or set AWS_ENDPOINT_URL");
+    format!("http://127.0.0.1:{port}")
+}
+
+async fn wait_ready(endpoint: &str) {
+    let client = reqwest::Client::new();
+    for _ in 0..150 {
+        if client.get(format!("{endpoint}/moto-api/")).send().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the AWS emulator at {endpoint} did not answer within 15 s");
+}
+
+async fn aws() -> &'static Aws {
+    AWS.get_or_init(|| async {
+        let endpoint = std::env::var("AWS_ENDPOINT_URL").ok().filter(|v| !v.is_empty()).unwrap_or_else(start_moto);
+        wait_ready(&endpoint).await;
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&endpoint)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"))
+            .load()
+            .await;
+        let kms = aws_sdk_kms::Client::new(&sdk);
+        let key = kms.create_key().description("integration tests").send().await.expect("create KMS key");
+        let key_id = key.key_metadata.expect("key metadata").key_id;
+        Aws { sdk, key_id }
+    })
+    .await
+}
+
+/// Creates a table from `infra/dynamodb-table.json` under another name.
+pub async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) {
+    let raw = std::fs::read_to_string(workspace_root().join("infra/dynamodb-table.json")).expect("table definition");
+    let def: Value = serde_json::from_str(&raw).expect("table definition is JSON");
+    let key_schema = |v: &Value| -> Vec<KeySchemaElement> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                KeySchemaElement::builder()
+                    .attribute_name(k["AttributeName"].as_str().unwrap())
+                    .key_type(KeyType::from(k["KeyType"].as_str().unwrap()))
+                    .build()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let mut request = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::from(def["BillingMode"].as_str().unwrap()))
+        .set_key_schema(Some(key_schema(&def["KeySchema"])));
+    for a in def["AttributeDefinitions"].as_array().unwrap() {
+        request = request.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(a["AttributeName"].as_str().unwrap())
+                .attribute_type(ScalarAttributeType::from(a["AttributeType"].as_str().unwrap()))
+                .build()
+                .unwrap(),
+        );
+    }
+    for g in def["GlobalSecondaryIndexes"].as_array().into_iter().flatten() {
+        request = request.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(g["IndexName"].as_str().unwrap())
+                .set_key_schema(Some(key_schema(&g["KeySchema"])))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::from(g["Projection"]["ProjectionType"].as_str().unwrap()))
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        );
+    }
+    request.send().await.expect("create table");
+}
+
+pub fn random_name(prefix: &str) -> String {
+    use rand::Rng;
+    let n: u64 = rand::thread_rng().gen();
+    format!("{prefix}-{n:016x}")
+}
+
+// ---- one test's world --------------------------------------------------------------
+
+/// Settings a test may change.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub account_id: Option<String>,
+    pub environment: Option<&'static str>,
+}
+
+pub struct TestEnv {
+    pub sim: Simulator,
+    pub app: App,
+    pub clock: Arc<OffsetClock>,
+    pub table: String,
+    pub dynamo: aws_sdk_dynamodb::Client,
+    pub kms: aws_sdk_kms::Client,
+    pub key_id: String,
+    pub options: Options,
+}
+
+/// What a handler answered, with the body as text.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: lambda_http::http::HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    pub fn error_code(&self) -> String {
+        self.json()["error"]["code"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+fn answer(response: Response<Body>) -> Answer {
+    let (parts, body) = response.into_parts();
+    let body = match body {
+        Body::Empty => String::new(),
+        Body::Text(t) => t,
+        Body::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
+        _ => String::new(),
+    };
+    Answer { status: parts.status.as_u16(), headers: parts.headers, body }
+}
+
+/// An API Gateway HTTP API (payload 2.0) event, as API Gateway sends it.
+pub fn apigw_event(method: &str, path: &str, query: &str, headers: &[(&str, &str)], body: Option<&str>) -> String {
+    let headers: serde_json::Map<String, Value> =
+        headers.iter().map(|(k, v)| (k.to_lowercase(), json!(v))).collect();
+    json!({
+        "version": "2.0",
+        "routeKey": format!("{method} {path}"),
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "api",
+            "domainName": "api.example.com",
+            "domainPrefix": "api",
+            "http": { "method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "tests" },
+            "requestId": random_name("req"),
+            "routeKey": format!("{method} {path}"),
+            "stage": "$default",
+            "time": "28/Nov/2026:12:00:00 +0000",
+            "timeEpoch": 1_795_000_000_000u64
+        },
+        "body": body,
+        "isBase64Encoded": false
+    })
+    .to_string()
+}
+
+pub enum Route {
+    Consent,
+    Callback,
+    Connection,
+}
+
+impl TestEnv {
+    pub async fn start() -> Self {
+        Self::with(Options::default()).await
+    }
+
+    pub async fn with(options: Options) -> Self {
+        let aws = aws().await;
+        let dynamo = aws_sdk_dynamodb::Client::new(&aws.sdk);
+        let kms = aws_sdk_kms::Client::new(&aws.sdk);
+        let table = random_name("tokens");
+        create_table(&dynamo, &table).await;
+        let sim = Simulator::start(SimConfig::new(CLIENT_ID, CLIENT_SECRET, vec![REDIRECT_URI.to_owned()]))
+            .await
+            .expect("start the DocuSign simulator");
+        let clock = Arc::new(OffsetClock::default());
+        let app = Self::build_app(&options, &sim, &table, aws, clock.clone());
+        Self { sim, app, clock, table, dynamo, kms, key_id: aws.key_id.clone(), options }
+    }
+
+    fn build_app(options: &Options, sim: &Simulator, table: &str, aws: &Aws, clock: Arc<OffsetClock>) -> App {
+        let mut env: HashMap<&str, String> = HashMap::from([
+            ("DOCUSIGN_OAUTH_BASE_URL", sim.base_url()),
+            ("DOCUSIGN_INTEGRATION_KEY", CLIENT_ID.to_owned()),
+            ("DOCUSIGN_SECRET_KEY", CLIENT_SECRET.to_owned()),
+            ("DOCUSIGN_REDIRECT_URI", REDIRECT_URI.to_owned()),
+            ("TOKEN_TABLE", table.to_owned()),
+            ("TOKEN_KEY_ID", aws.key_id.clone()),
+            ("CRM_JWT_SECRET", JWT_SECRET.to_owned()),
+            ("CRM_ORIGIN", CRM_ORIGIN.to_owned()),
+        ]);
+        if let Some(a) = &options.account_id {
+            env.insert("DOCUSIGN_ACCOUNT_ID", a.clone());
+        }
+        if let Some(e) = options.environment {
+            env.insert("DOCUSIGN_ENVIRONMENT", e.to_owned());
+        }
+        let config = Config::from_lookup(Needs { redirect_uri: true, crm_jwt: true }, |k| env.get(k).cloned())
+            .expect("test configuration");
+        App::assemble(
+            config,
+            CLIENT_SECRET.to_owned().into(),
+            Some(JWT_SECRET.to_owned().into()),
+            Box::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws.sdk), table)),
+            Box::new(KmsCipher::new(aws_sdk_kms::Client::new(&aws.sdk), aws.key_id.clone())),
+            clock,
+        )
+        .expect("assemble the app")
+    }
+
+    /// The same table, simulator and clock seen by a function configured
+    /// differently (e.g. after switching the DocuSign environment).
+    pub async fn reconfigured(&self, options: Options) -> App {
+        Self::build_app(&options, &self.sim, &self.table, aws().await, self.clock.clone())
+    }
+
+    /// Moves our clock and the simulator's together.
+    pub fn advance(&self, secs: i64) {
+        self.clock.advance(secs);
+        self.sim.advance_clock(secs);
+    }
+
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
+    pub async fn call(&self, route: Route, method: &str, query: &str, token: Option<&str>) -> Answer {
+        self.call_app(&self.app, route, method, query, token).await
+    }
+
+    pub async fn call_app(&self, app: &App, route: Route, method: &str, query: &str, token: Option<&str>) -> Answer {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(b) = &bearer {
+            headers.push(("authorization", b.as_str()));
+        }
+        let path = match route {
+            Route::Consent => "/docusign/consent",
+            Route::Callback => "/docusign/callback",
+            Route::Connection => "/docusign/connection",
+        };
+        let event = apigw_event(method, path, query, &headers, None);
+        let request = lambda_http::request::from_str(&event).expect("a valid API Gateway v2 event");
+        let response = match route {
+            Route::Consent => shared::http::consent_start(app, request).await,
+            Route::Callback => shared::http::callback(app, request).await,
+            Route::Connection => shared::http::connection(app, request).await,
+        };
+        answer(response.expect("handlers answer every request"))
+    }
+
+    /// POST /docusign/consent as an admin of `tenant`; returns the authorization URL.
+    pub async fn start_consent(&self, tenant: &str) -> String {
+        let a = self.call(Route::Consent, "POST", "", Some(&admin_token(tenant))).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        a.json()["authorization_url"].as_str().unwrap().to_owned()
+    }
+
+    /// Follows the authorization URL at the simulator as the admin's browser
+    /// would, and returns the callback query DocuSign redirects with.
+    pub async fn visit_consent_page(&self, authorization_url: &str, extra: &str) -> String {
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let url = if extra.is_empty() { authorization_url.to_owned() } else { format!("{authorization_url}&{extra}") };
+        let response = client.get(url).send().await.expect("consent page");
+        assert_eq!(response.status().as_u16(), 302, "the simulator should redirect back");
+        let location = response.headers()["location"].to_str().unwrap().to_owned();
+        assert!(location.starts_with(REDIRECT_URI), "{location}");
+        url::Url::parse(&location).unwrap().query().unwrap_or_default().to_owned()
+    }
+
+    /// The whole connect flow for `tenant`; returns the callback's answer.
+    pub async fn connect_as(&self, tenant: &str, extra: &str) -> Answer {
+        let url = self.start_consent(tenant).await;
+        let query = self.visit_consent_page(&url, extra).await;
+        self.call(Route::Callback, "GET", &query, None).await
+    }
+
+    pub async fn connect(&self, tenant: &str) -> Answer {
+        let a = self.connect_as(tenant, "").await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        a
+    }
+
+    pub async fn status(&self, tenant: &str) -> Value {
+        let a = self.call(Route::Connection, "GET", "", Some(&user_token(tenant))).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        a.json()
+    }
+
+    /// Every item of the table (tests only: production never scans).
+    pub async fn scan(&self) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        let out = self.dynamo.scan().table_name(&self.table).consistent_read(true).send().await.unwrap();
+        out.items.unwrap_or_default()
+    }
+
+    pub async fn item(&self, tenant: &str, key: &str) -> Option<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        self.dynamo
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(shared::store::dynamo::key(tenant, key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+    }
+}
+
+// ---- CRM tokens ---------------------------------------------------------------------
+
+pub fn token_with(claims: Value, secret: &str) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+pub fn claims(tenant: &str, role: &str) -> Value {
+    json!({
+        "tenant": tenant,
+        "sub": format!("{role}-of-{tenant}"),
+        "role": role,
+        "aud": AUDIENCE,
+        "exp": chrono::Utc::now().timestamp() + 600,
+    })
+}
+
+pub fn admin_token(tenant: &str) -> String {
+    token_with(claims(tenant, "admin"), JWT_SECRET)
+}
+
+pub fn user_token(tenant: &str) -> String {
+    token_with(claims(tenant, "user"), JWT_SECRET)
+}
+
+/// A query parameter of a URL or query string.
+pub fn query_param(query_or_url: &str, name: &str) -> Option<String> {
+    let query = query_or_url.split_once('?').map_or(query_or_url, |(_, q)| q);
+    url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
