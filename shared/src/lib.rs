@@ -14,9 +14,12 @@ pub mod clock;
 pub mod config;
 pub mod connect;
 pub mod docusign;
+pub mod envelope;
 pub mod error;
 pub mod http;
 pub mod pages;
+pub mod refresh;
+pub mod sweep;
 pub mod store;
 pub mod telemetry;
 

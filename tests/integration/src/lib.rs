@@ -38,9 +38,12 @@ pub fn workspace_root() -> PathBuf {
 
 // ---- the AWS emulator ------------------------------------------------------------
 
+pub mod runtime;
+
 struct Aws {
     sdk: aws_config::SdkConfig,
     key_id: String,
+    endpoint: String,
 }
 
 static AWS: OnceCell<Aws> = OnceCell::const_new();
@@ -93,7 +96,7 @@ async fn aws() -> &'static Aws {
         let kms = aws_sdk_kms::Client::new(&sdk);
         let key = kms.create_key().description("integration tests").send().await.expect("create KMS key");
         let key_id = key.key_metadata.expect("key metadata").key_id;
-        Aws { sdk, key_id }
+        Aws { sdk, key_id, endpoint }
     })
     .await
 }
@@ -290,6 +293,64 @@ impl TestEnv {
     /// differently (e.g. after switching the DocuSign environment).
     pub async fn reconfigured(&self, options: Options) -> App {
         Self::build_app(&options, &self.sim, &self.table, aws().await, self.clock.clone())
+    }
+
+    /// The environment a function binary of this test runs with (as Lambda
+    /// would give it, pointed at the emulator and the simulator).
+    pub async fn function_env(&self) -> Vec<(String, String)> {
+        let aws = aws().await;
+        let mut env = vec![
+            ("DOCUSIGN_OAUTH_BASE_URL", self.sim.base_url()),
+            ("DOCUSIGN_INTEGRATION_KEY", CLIENT_ID.to_owned()),
+            ("DOCUSIGN_SECRET_KEY", CLIENT_SECRET.to_owned()),
+            ("DOCUSIGN_REDIRECT_URI", REDIRECT_URI.to_owned()),
+            ("TOKEN_TABLE", self.table.clone()),
+            ("TOKEN_KEY_ID", aws.key_id.clone()),
+            ("CRM_JWT_SECRET", JWT_SECRET.to_owned()),
+            ("CRM_ORIGIN", CRM_ORIGIN.to_owned()),
+            ("AWS_ENDPOINT_URL", aws.endpoint.clone()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+            ("RUST_LOG", "info".to_owned()),
+        ];
+        if let Some(a) = &self.options.account_id {
+            env.push(("DOCUSIGN_ACCOUNT_ID", a.clone()));
+        }
+        env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    }
+
+    /// One scheduled run, in process, with a minute to go.
+    pub async fn sweep(&self) -> shared::sweep::Summary {
+        shared::sweep::sweep(&self.app, tokio::time::Instant::now() + Duration::from_secs(60))
+            .await
+            .expect("sweep")
+    }
+
+    /// Moves the stored access-token expiry of `tenant` to `at`, as if time
+    /// had passed for our records only (for function processes, which run on
+    /// the system clock; DocuSign's tokens stay valid).
+    pub async fn set_access_expiry(&self, tenant: &str, at: chrono::DateTime<chrono::Utc>) {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let stamp = shared::clock::rfc3339(at);
+        self.dynamo
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(shared::store::dynamo::key(tenant, shared::store::AUTH_KEY)))
+            .update_expression("SET access_token_expires_at = :t")
+            .expression_attribute_values(":t", AttributeValue::S(stamp))
+            .send()
+            .await
+            .unwrap();
+        self.dynamo
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(shared::store::dynamo::key(tenant, shared::store::REFRESH_KEY)))
+            .update_expression("SET due_at = :d")
+            .expression_attribute_values(":d", AttributeValue::N(at.timestamp().to_string()))
+            .send()
+            .await
+            .unwrap();
     }
 
     /// Moves our clock and the simulator's together.

@@ -1,0 +1,3 @@
+//! Sending envelopes: validation before anything leaves.
+
+pub mod validate;
