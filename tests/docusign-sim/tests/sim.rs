@@ -1111,3 +1111,189 @@ async fn dropping_the_simulator_stops_the_server() {
     }
     assert!(stopped);
 }
+
+// ----- envelope bodies checked against DocuSign's swagger ------------------------
+
+/// The documents example of docs/DOCUSIGN-FACTS.md: anchor tabs and carbon copies.
+fn facts_documents_example() -> Value {
+    json!({
+        "emailSubject": "Please sign this agreement",
+        "documents": [{
+            "documentBase64": STANDARD.encode(b"%PDF-1.4\n%fake\n"),
+            "name": "Agreement",
+            "fileExtension": "pdf",
+            "documentId": "1"
+        }],
+        "recipients": {
+            "signers": [{
+                "email": "ana@example.com",
+                "name": "Ana Signer",
+                "recipientId": "1",
+                "routingOrder": "1",
+                "tabs": {"signHereTabs": [{
+                    "anchorString": "/sn1/",
+                    "anchorUnits": "pixels",
+                    "anchorXOffset": "20",
+                    "anchorYOffset": "10"
+                }]}
+            }],
+            "carbonCopies": [{
+                "email": "bo@example.com",
+                "name": "Bo Copy",
+                "recipientId": "2",
+                "routingOrder": "2"
+            }]
+        },
+        "status": "sent"
+    })
+}
+
+/// (status, errorCode, message) of an error answer.
+async fn envelope_error(resp: reqwest::Response) -> (StatusCode, String, String) {
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap();
+    (
+        status,
+        body["errorCode"].as_str().unwrap_or("").to_string(),
+        body["message"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+#[tokio::test]
+async fn envelope_bodies_from_the_facts_examples_are_accepted() {
+    let sim = sim().await;
+    let (a, _) = login(&sim, "signature").await;
+
+    let resp = create_envelope(&sim, &a, "acc-default-1", &facts_documents_example()).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert!(resp.headers().contains_key("x-ratelimit-remaining"));
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], "sent");
+
+    let template = json!({
+        "templateId": "5d4a1b0e-7c4f-4c36-9d2a-1f2e3d4c5b6a",
+        "templateRoles": [{"email": "ana@example.com", "name": "Ana Signer", "roleName": "Signer"}],
+        "status": "sent"
+    });
+    let resp = create_envelope(&sim, &a, "acc-default-1", &template).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+
+    let received = sim.envelopes();
+    assert_eq!(received.len(), 2);
+    assert_eq!(received[0].body, facts_documents_example());
+    assert_eq!(received[1].body, template);
+}
+
+#[tokio::test]
+async fn envelope_bodies_are_checked_against_the_swagger() {
+    let sim = sim().await;
+    let (a, _) = login(&sim, "signature").await;
+    let prefix = "The request contained at least one invalid parameter.";
+
+    // Unknown nested property.
+    let mut body = facts_documents_example();
+    body["recipients"]["signers"][0]["foo"] = json!("bar");
+    let resp = create_envelope(&sim, &a, "acc-default-1", &body).await;
+    assert!(resp.headers().contains_key("x-ratelimit-limit"));
+    assert_eq!(
+        envelope_error(resp).await,
+        (
+            StatusCode::BAD_REQUEST,
+            "INVALID_REQUEST_BODY".into(),
+            format!("{prefix} recipients.signers[0].foo: unknown property")
+        )
+    );
+
+    // Unknown property deep in the tabs.
+    let mut body = facts_documents_example();
+    body["recipients"]["signers"][0]["tabs"]["signHereTabs"][0]["anchorOffsetX"] = json!("20");
+    let (status, code, message) =
+        envelope_error(create_envelope(&sim, &a, "acc-default-1", &body).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "INVALID_REQUEST_BODY")
+    );
+    assert_eq!(
+        message,
+        format!(
+            "{prefix} recipients.signers[0].tabs.signHereTabs[0].anchorOffsetX: unknown property"
+        )
+    );
+
+    // Wrong type: a number where DocuSign wants a string.
+    let mut body = facts_documents_example();
+    body["recipients"]["carbonCopies"][0]["recipientId"] = json!(2);
+    assert_eq!(
+        envelope_error(create_envelope(&sim, &a, "acc-default-1", &body).await).await,
+        (
+            StatusCode::BAD_REQUEST,
+            "INVALID_REQUEST_BODY".into(),
+            format!(
+                "{prefix} recipients.carbonCopies[0].recipientId: expected a string, got a number"
+            )
+        )
+    );
+
+    // Wrong type: an object where DocuSign wants an array.
+    let mut body = facts_documents_example();
+    body["recipients"]["signers"] = json!({"email": "ana@example.com"});
+    let (status, code, message) =
+        envelope_error(create_envelope(&sim, &a, "acc-default-1", &body).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "INVALID_REQUEST_BODY")
+    );
+    assert!(
+        message.contains("recipients.signers: expected an array"),
+        "{message}"
+    );
+
+    // Bad base64.
+    let mut body = facts_documents_example();
+    body["documents"][0]["documentBase64"] = json!("this is not base64!");
+    assert_eq!(
+        envelope_error(create_envelope(&sim, &a, "acc-default-1", &body).await).await,
+        (
+            StatusCode::BAD_REQUEST,
+            "INVALID_REQUEST_BODY".into(),
+            format!("{prefix} documents[0].documentBase64: is not valid base64")
+        )
+    );
+
+    // Sent with nothing to send.
+    let resp = create_envelope(
+        &sim,
+        &a,
+        "acc-default-1",
+        &json!({"emailSubject": "Hi", "status": "sent"}),
+    )
+    .await;
+    let (status, code, message) = envelope_error(resp).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "ENVELOPE_IS_INCOMPLETE")
+    );
+    assert_eq!(
+        message,
+        "The Envelope is not Complete. A Complete Envelope Requires Documents, Recipients, Tabs, and a Subject Line."
+    );
+
+    // Authentication and membership are still checked first.
+    let mut body = facts_documents_example();
+    body["foo"] = json!(1);
+    let resp = create_envelope(&sim, "bogus-token", "acc-default-1", &body).await;
+    assert_eq!(
+        error_of(resp).await,
+        (
+            StatusCode::UNAUTHORIZED,
+            "USER_AUTHENTICATION_FAILED".into()
+        )
+    );
+    let resp = create_envelope(&sim, &a, "acc-not-mine", &body).await;
+    assert_eq!(
+        error_of(resp).await,
+        (StatusCode::BAD_REQUEST, "USER_LACKS_MEMBERSHIP".into())
+    );
+
+    assert!(sim.envelopes().is_empty());
+}
