@@ -9,8 +9,10 @@ use crate::auth::JwtVerifier;
 use crate::cipher::{decrypt_config_secret, KmsCipher, TokenCipher};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, Needs, SecretSource};
+use crate::docusign::esign::{EsignApi, HttpEsign};
 use crate::docusign::oauth::{http_client, DocuSignOAuth, OAuthSettings};
 use crate::docusign::DocuSignAuth;
+use crate::envelope::idempotency::IdempotencyStore;
 use crate::store::dynamo::DynamoStore;
 use crate::store::TokenStore;
 
@@ -18,9 +20,11 @@ pub struct App {
     pub config: Config,
     /// Present for the CRM-facing functions.
     pub jwt: Option<JwtVerifier>,
-    pub store: Box<dyn TokenStore>,
+    pub store: Arc<dyn TokenStore>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
     pub cipher: Box<dyn TokenCipher>,
     pub docusign: Box<dyn DocuSignAuth>,
+    pub esign: Box<dyn EsignApi>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -45,14 +49,20 @@ impl App {
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let kms = aws_sdk_kms::Client::new(&aws);
         let dynamo = aws_sdk_dynamodb::Client::new(&aws);
-        let secret_key = resolve(&kms, &config.secret_key, "DOCUSIGN_SECRET_KEY").await?;
+        let secret_key = if needs.docusign_secret {
+            resolve(&kms, &config.secret_key, "DOCUSIGN_SECRET_KEY").await?
+        } else {
+            // This function never calls DocuSign's token endpoint: the secret
+            // stays undecrypted (no KMS call at cold start, no permission).
+            SecretString::from(String::new())
+        };
         let jwt_secret = match &config.crm_jwt_secret {
             Some(source) => Some(resolve(&kms, source, "CRM_JWT_SECRET").await?),
             None => None,
         };
         let store = DynamoStore::new(dynamo, config.token_table.clone());
         let cipher = KmsCipher::new(kms, config.token_key_id.clone());
-        Self::assemble(config, secret_key, jwt_secret, Box::new(store), Box::new(cipher), Arc::new(SystemClock))
+        Self::assemble(config, secret_key, jwt_secret, Arc::new(store), Box::new(cipher), Arc::new(SystemClock))
     }
 
     /// Builds the context from resolved secrets and the given store, cipher and clock.
@@ -60,10 +70,11 @@ impl App {
         config: Config,
         secret_key: SecretString,
         jwt_secret: Option<SecretString>,
-        store: Box<dyn TokenStore>,
+        dynamo: Arc<DynamoStore>,
         cipher: Box<dyn TokenCipher>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
+        let http = http_client();
         let jwt = jwt_secret
             .map(|s| JwtVerifier::new(s.expose_secret().as_bytes(), &config.crm_jwt_audience))
             .transpose()
@@ -76,10 +87,19 @@ impl App {
                 redirect_uri: config.redirect_uri.as_ref().map(|u| u.as_str()),
                 scopes: &config.scopes,
             },
-            http_client(),
+            http.clone(),
         )
         .map_err(|e| StartupError::Unusable { variable: "DOCUSIGN_OAUTH_BASE_URL", reason: e.to_string() })?;
-        Ok(Self { config, jwt, store, cipher, docusign: Box::new(docusign), clock })
+        Ok(Self {
+            config,
+            jwt,
+            store: dynamo.clone(),
+            idempotency: dynamo,
+            cipher,
+            docusign: Box::new(docusign),
+            esign: Box::new(HttpEsign::new(http)),
+            clock,
+        })
     }
 }
 
@@ -90,7 +110,7 @@ async fn resolve(
 ) -> Result<SecretString, StartupError> {
     match source {
         SecretSource::Plain(secret) => Ok(secret.clone()),
-        SecretSource::KmsCiphertext { variable, ciphertext } => decrypt_config_secret(kms, ciphertext)
+        SecretSource::KmsCiphertext { variable, ciphertext } => decrypt_config_secret(kms, plain_name, ciphertext)
             .await
             .map_err(|source| StartupError::SecretDecrypt { variable, source }),
     }

@@ -80,14 +80,21 @@ impl TokenCipher for KmsCipher {
     }
 }
 
-/// Decrypts a configuration secret given as KMS ciphertext (no context).
+/// The encryption-context key of configuration secrets: encrypt them with
+/// `--encryption-context connector_secret=DOCUSIGN_SECRET_KEY` (or
+/// `CRM_JWT_SECRET`), so IAM can allow each function only the secrets it uses.
+pub const CONFIG_SECRET_CONTEXT: &str = "connector_secret";
+
+/// Decrypts a configuration secret given as KMS ciphertext.
 pub async fn decrypt_config_secret(
     client: &aws_sdk_kms::Client,
+    name: &str,
     ciphertext: &[u8],
 ) -> Result<SecretString, CipherError> {
     let out = client
         .decrypt()
         .ciphertext_blob(Blob::new(ciphertext))
+        .encryption_context(CONFIG_SECRET_CONTEXT, name)
         .send()
         .await
         .map_err(|e| CipherError::Decrypt(Box::new(e)))?;

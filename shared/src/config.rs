@@ -60,6 +60,19 @@ pub struct Needs {
     pub redirect_uri: bool,
     /// `CRM_JWT_SECRET` or `CRM_JWT_SECRET_CIPHERTEXT` (every CRM-facing route).
     pub crm_jwt: bool,
+    /// Whether the function calls DocuSign's token endpoint, and so decrypts
+    /// `DOCUSIGN_SECRET_KEY_CIPHERTEXT` at start-up. The variable is required
+    /// by every function (the contract); only these ever decrypt it, so only
+    /// these need `kms:Decrypt` for it.
+    pub docusign_secret: bool,
+}
+
+impl Needs {
+    pub const CONSENT_START: Self = Self { redirect_uri: true, crm_jwt: true, docusign_secret: false };
+    pub const OAUTH_CALLBACK: Self = Self { redirect_uri: true, crm_jwt: false, docusign_secret: true };
+    pub const CONNECTION: Self = Self { redirect_uri: false, crm_jwt: true, docusign_secret: false };
+    pub const SEND_ENVELOPE: Self = Self { redirect_uri: false, crm_jwt: true, docusign_secret: true };
+    pub const TOKEN_REFRESH: Self = Self { redirect_uri: false, crm_jwt: false, docusign_secret: true };
 }
 
 #[derive(Debug)]
@@ -263,7 +276,7 @@ mod tests {
             assert_eq!(err, ConfigError::Missing { variable: name }, "{name}");
             assert!(err.to_string().contains(name));
         }
-        let needs = Needs { redirect_uri: true, crm_jwt: true };
+        let needs = Needs { redirect_uri: true, crm_jwt: true, docusign_secret: true };
         let err = Config::from_lookup(needs, env(BASE)).unwrap_err();
         assert_eq!(err, ConfigError::Missing { variable: "DOCUSIGN_REDIRECT_URI" });
         let err = Config::from_lookup(needs, env(&with(&[("DOCUSIGN_REDIRECT_URI", "https://x.example/cb")]))).unwrap_err();

@@ -41,6 +41,10 @@ impl ApiError {
     pub fn payload_too_large(message: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
     }
+    /// A 409 with a code of the caller's choosing.
+    pub fn new_conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
     pub fn not_connected() -> Self {
         Self::new(
             StatusCode::CONFLICT,

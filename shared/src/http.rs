@@ -102,6 +102,43 @@ pub async fn connection(app: &App, request: Request) -> HttpResult {
     )
 }
 
+/// Without a Lambda context (tests feeding events directly), a send gets this long.
+const DEFAULT_BUDGET: std::time::Duration = std::time::Duration::from_secs(25);
+/// Kept back from the Lambda deadline to answer in time.
+const ANSWER_MARGIN: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// When this invocation must have answered, from the Lambda context.
+pub fn deadline(request: &Request) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    let remaining = request
+        .lambda_context_ref()
+        .filter(|c| c.deadline > 0)
+        .map(|c| c.deadline().duration_since(std::time::SystemTime::now()).unwrap_or_default())
+        .unwrap_or(DEFAULT_BUDGET);
+    now + remaining.saturating_sub(ANSWER_MARGIN)
+}
+
+/// `POST /docusign/envelopes` (any role).
+pub async fn send_envelope(app: &App, request: Request) -> HttpResult {
+    respond(
+        async {
+            require_method(&request, &[Method::POST])?;
+            let caller = authenticate(app, &request)?;
+            let key = match request.headers().get("idempotency-key") {
+                None => None,
+                Some(v) => Some(v.to_str().map_err(|_| {
+                    ApiError::invalid_request("Idempotency-Key: must be 1 to 255 visible ASCII characters")
+                })?),
+            };
+            let deadline = deadline(&request);
+            let body: &[u8] = request.body().as_ref();
+            let sent = crate::envelope::send::send_envelope(app, &caller, body, key, deadline).await?;
+            Ok(json_response(sent.status, &sent.body))
+        }
+        .await,
+    )
+}
+
 /// `GET /docusign/callback`: public; answers HTML.
 pub async fn callback(app: &App, request: Request) -> HttpResult {
     let nonce = {

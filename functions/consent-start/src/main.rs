@@ -5,6 +5,6 @@ use shared::{http, App, Needs};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let app = App::from_env(Needs { redirect_uri: true, crm_jwt: true }).await?;
+    let app = App::from_env(Needs::CONSENT_START).await?;
     lambda_http::run(service_fn(|request: Request| http::consent_start(&app, request))).await
 }

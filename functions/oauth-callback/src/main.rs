@@ -5,6 +5,6 @@ use shared::{http, App, Needs};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let app = App::from_env(Needs { redirect_uri: true, crm_jwt: false }).await?;
+    let app = App::from_env(Needs::OAUTH_CALLBACK).await?;
     lambda_http::run(service_fn(|request: Request| http::callback(&app, request))).await
 }

@@ -6,6 +6,6 @@ use shared::{sweep, App, Needs};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let app = App::from_env(Needs { redirect_uri: false, crm_jwt: false }).await?;
+    let app = App::from_env(Needs::TOKEN_REFRESH).await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| sweep::handle(&app, event))).await
 }

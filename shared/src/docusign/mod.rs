@@ -6,6 +6,7 @@ use secrecy::SecretString;
 
 use crate::cipher::BoxError;
 
+pub mod esign;
 pub mod oauth;
 mod wire;
 

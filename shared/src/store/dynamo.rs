@@ -566,3 +566,112 @@ impl DynamoStore {
     }
 }
 
+
+// ---- idempotency records -----------------------------------------------------------
+
+mod idempotency {
+    use super::*;
+    use crate::envelope::idempotency::{Claim, IdempotencyKey, IdempotencyStore, IDEMPOTENCY_PREFIX};
+
+    fn sort_key(key: &IdempotencyKey) -> String {
+        format!("{IDEMPOTENCY_PREFIX}{}", key.key_hash)
+    }
+
+    #[async_trait]
+    impl IdempotencyStore for DynamoStore {
+        async fn claim(
+            &self,
+            key: &IdempotencyKey,
+            now: DateTime<Utc>,
+            holder_until: DateTime<Utc>,
+            expires: DateTime<Utc>,
+        ) -> Result<Claim, StoreError> {
+            let mut item = super::key(&key.tenant, &sort_key(key));
+            item.extend([
+                ("fingerprint".to_owned(), s(&key.fingerprint)),
+                ("state".to_owned(), s("in_progress")),
+                ("holder_until".to_owned(), n(holder_until.timestamp_millis())),
+                ("expires_at".to_owned(), n(expires.timestamp_millis())),
+                ("ttl".to_owned(), n(expires.timestamp() + 3600)),
+            ]);
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression(
+                    "attribute_not_exists(tenant_id) OR expires_at < :now \
+                     OR (#state = :progress AND holder_until < :now AND fingerprint = :fp)",
+                )
+                .expression_attribute_names("#state", "state")
+                .expression_attribute_values(":now", n(now.timestamp_millis()))
+                .expression_attribute_values(":progress", s("in_progress"))
+                .expression_attribute_values(":fp", s(&key.fingerprint))
+                .send()
+                .await;
+            match result {
+                Ok(_) => Ok(Claim::Claimed),
+                Err(e) if is_condition_failure(&e) => {
+                    let out = self
+                        .client
+                        .get_item()
+                        .table_name(&self.table)
+                        .set_key(Some(super::key(&key.tenant, &sort_key(key))))
+                        .consistent_read(true)
+                        .send()
+                        .await
+                        .map_err(backend)?;
+                    let Some(item) = out.item else { return Ok(Claim::InProgress) };
+                    let r = Reader::new(&item, "idempotency record");
+                    if r.s("fingerprint")? != key.fingerprint {
+                        return Ok(Claim::Mismatch);
+                    }
+                    if r.s("state")? == "done" {
+                        return Ok(Claim::Completed { status: r.n("status")? as u16, body: r.s("response")? });
+                    }
+                    Ok(Claim::InProgress)
+                }
+                Err(e) => Err(backend(e)),
+            }
+        }
+
+        async fn complete(&self, key: &IdempotencyKey, status: u16, body: &str) -> Result<(), StoreError> {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(super::key(&key.tenant, &sort_key(key))))
+                .update_expression("SET #state = :done, #status = :status, #response = :body REMOVE holder_until")
+                .condition_expression("fingerprint = :fp")
+                .expression_attribute_names("#state", "state")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_names("#response", "response")
+                .expression_attribute_values(":done", s("done"))
+                .expression_attribute_values(":status", n(status))
+                .expression_attribute_values(":body", s(body))
+                .expression_attribute_values(":fp", s(&key.fingerprint))
+                .send()
+                .await
+                .map_err(backend)?;
+            Ok(())
+        }
+
+        async fn abandon(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
+            let result = self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(super::key(&key.tenant, &sort_key(key))))
+                .condition_expression("fingerprint = :fp AND #state = :progress")
+                .expression_attribute_names("#state", "state")
+                .expression_attribute_values(":fp", s(&key.fingerprint))
+                .expression_attribute_values(":progress", s("in_progress"))
+                .send()
+                .await;
+            match result {
+                Ok(_) => Ok(()),
+                Err(e) if is_condition_failure(&e) => Ok(()),
+                Err(e) => Err(backend(e)),
+            }
+        }
+    }
+}

@@ -238,6 +238,25 @@ pub enum Route {
     Consent,
     Callback,
     Connection,
+    Envelopes,
+}
+
+/// A request to one of the routes, built up by a test.
+pub struct Call<'a> {
+    pub route: Route,
+    pub method: &'a str,
+    pub query: &'a str,
+    pub token: Option<&'a str>,
+    pub body: Option<&'a str>,
+    pub headers: Vec<(&'a str, &'a str)>,
+    /// The Lambda deadline, from now.
+    pub budget: Option<Duration>,
+}
+
+impl<'a> Call<'a> {
+    pub fn new(route: Route, method: &'a str) -> Self {
+        Self { route, method, query: "", token: None, body: None, headers: Vec::new(), budget: None }
+    }
 }
 
 impl TestEnv {
@@ -246,6 +265,10 @@ impl TestEnv {
     }
 
     pub async fn with(options: Options) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let aws = aws().await;
         let dynamo = aws_sdk_dynamodb::Client::new(&aws.sdk);
         let kms = aws_sdk_kms::Client::new(&aws.sdk);
@@ -276,13 +299,13 @@ impl TestEnv {
         if let Some(e) = options.environment {
             env.insert("DOCUSIGN_ENVIRONMENT", e.to_owned());
         }
-        let config = Config::from_lookup(Needs { redirect_uri: true, crm_jwt: true }, |k| env.get(k).cloned())
+        let config = Config::from_lookup(Needs { redirect_uri: true, crm_jwt: true, docusign_secret: true }, |k| env.get(k).cloned())
             .expect("test configuration");
         App::assemble(
             config,
             CLIENT_SECRET.to_owned().into(),
             Some(JWT_SECRET.to_owned().into()),
-            Box::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws.sdk), table)),
+            Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws.sdk), table)),
             Box::new(KmsCipher::new(aws_sdk_kms::Client::new(&aws.sdk), aws.key_id.clone())),
             clock,
         )
@@ -368,24 +391,48 @@ impl TestEnv {
     }
 
     pub async fn call_app(&self, app: &App, route: Route, method: &str, query: &str, token: Option<&str>) -> Answer {
-        let bearer = token.map(|t| format!("Bearer {t}"));
+        let call = Call { query, token, ..Call::new(route, method) };
+        self.send_call(app, call).await
+    }
+
+    pub async fn send_call(&self, app: &App, call: Call<'_>) -> Answer {
+        use lambda_http::RequestExt;
+        let bearer = call.token.map(|t| format!("Bearer {t}"));
         let mut headers = vec![("content-type", "application/json")];
         if let Some(b) = &bearer {
             headers.push(("authorization", b.as_str()));
         }
-        let path = match route {
+        headers.extend(call.headers.iter().copied());
+        let path = match call.route {
             Route::Consent => "/docusign/consent",
             Route::Callback => "/docusign/callback",
             Route::Connection => "/docusign/connection",
+            Route::Envelopes => "/docusign/envelopes",
         };
-        let event = apigw_event(method, path, query, &headers, None);
-        let request = lambda_http::request::from_str(&event).expect("a valid API Gateway v2 event");
-        let response = match route {
+        let event = apigw_event(call.method, path, call.query, &headers, call.body);
+        let mut request = lambda_http::request::from_str(&event).expect("a valid API Gateway v2 event");
+        if let Some(budget) = call.budget {
+            let mut context = lambda_http::Context::default();
+            context.deadline = (chrono::Utc::now() + chrono::Duration::from_std(budget).unwrap()).timestamp_millis() as u64;
+            request = request.with_lambda_context(context);
+        }
+        let response = match call.route {
             Route::Consent => shared::http::consent_start(app, request).await,
             Route::Callback => shared::http::callback(app, request).await,
             Route::Connection => shared::http::connection(app, request).await,
+            Route::Envelopes => shared::http::send_envelope(app, request).await,
         };
         answer(response.expect("handlers answer every request"))
+    }
+
+    /// `POST /docusign/envelopes` as a CRM user of `tenant`.
+    pub async fn send(&self, tenant: &str, body: &str, idempotency_key: Option<&str>) -> Answer {
+        let token = user_token(tenant);
+        let mut call = Call { token: Some(&token), body: Some(body), ..Call::new(Route::Envelopes, "POST") };
+        if let Some(k) = idempotency_key {
+            call.headers.push(("idempotency-key", k));
+        }
+        self.send_call(&self.app, call).await
     }
 
     /// POST /docusign/consent as an admin of `tenant`; returns the authorization URL.
