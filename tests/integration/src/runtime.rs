@@ -133,7 +133,9 @@ impl RuntimeApi {
 
 static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
 
-/// The debug binary of a function, built if needed (a no-op when up to date).
+/// The debug binary of a function. The workspace's binaries are built once
+/// per test process (a no-op when the test command built them already; the
+/// whole workspace, so features unify as in that build and nothing rebuilds).
 pub fn function_binary(name: &str) -> PathBuf {
     let built = BUILT.get_or_init(Default::default);
     let mut built = built.lock().unwrap();
@@ -142,11 +144,11 @@ pub fn function_binary(name: &str) -> PathBuf {
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let status = Command::new(cargo)
-        .args(["build", "--quiet", "-p", name, "--bin", name])
+        .args(["build", "--quiet", "--workspace", "--bins"])
         .current_dir(crate::workspace_root())
         .status()
         .expect("run cargo build");
-    assert!(status.success(), "cargo build -p {name} failed");
+    assert!(status.success(), "cargo build --workspace --bins failed");
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| crate::workspace_root().join("target"));
@@ -193,6 +195,18 @@ impl FunctionProcess {
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for the process to exit by itself; `None` if it is still running.
+    pub async fn exit_status(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let until = std::time::Instant::now() + within;
+        while std::time::Instant::now() < until {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
     }
 
     pub fn kill(&mut self) {

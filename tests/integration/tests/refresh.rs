@@ -92,6 +92,16 @@ async fn concurrent_sweeps_in_separate_processes_present_the_refresh_token_once(
     }
     assert_eq!(refreshed, 1);
     assert_eq!(env.status(&t).await["status"], "active");
+    // The processes' own logs (JSON lines on stdout) hold no secret.
+    let secrets = env.sim.issued_secrets();
+    for p in &processes {
+        let logs = p.logs();
+        assert!(logs.contains("sweep finished"), "{logs}");
+        assert!(logs.contains(r#""_aws""#), "an embedded-metric line: {logs}");
+        for secret in &secrets {
+            assert!(!logs.contains(secret.as_str()), "a secret in a function's log");
+        }
+    }
 }
 
 #[tokio::test]
