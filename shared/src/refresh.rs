@@ -79,6 +79,11 @@ pub enum RefreshError {
     Store(#[from] StoreError),
     #[error("token cipher failed")]
     Cipher(#[from] CipherError),
+    /// DocuSign issued new tokens and they could not be stored: the
+    /// presented refresh token is spent. The lease is left to expire with
+    /// its presented mark, so no one presents that token again.
+    #[error("refreshed tokens could not be stored")]
+    TokensLost(#[source] Box<RefreshError>),
 }
 
 /// After `failures` consecutive transient failures, no on-demand refresh is
@@ -132,9 +137,12 @@ pub async fn ensure_fresh(app: &App, tenant: &str, need: &Need, deadline: Instan
             }
             LeaseAcquire::Acquired { presented } => {
                 let result = refresh_holding_lease(app, tenant, &owner, need, presented, deadline).await;
-                if let Err(e) = app.store.release_lease(tenant, &owner).await {
-                    // The lease expires by itself; nothing is lost.
-                    tracing::warn!(error = %chain(&e), "refresh lease could not be released");
+                let keep_mark = matches!(result, Err(RefreshError::TokensLost(_)));
+                if !keep_mark {
+                    if let Err(e) = app.store.release_lease(tenant, &owner).await {
+                        // The lease expires by itself; nothing is lost.
+                        tracing::warn!(error = %chain(&e), "refresh lease could not be released");
+                    }
                 }
                 match result {
                     Ok(Some(done)) => return Ok(done),
@@ -306,7 +314,7 @@ async fn store_refreshed(
                         error = %chain(&e),
                         "ALARM: DocuSign issued new tokens but they could not be stored; the connection will need a new consent"
                     );
-                    return Err(e);
+                    return Err(RefreshError::TokensLost(Box::new(e)));
                 }
                 tracing::warn!(tenant, attempt, error = %chain(&e), "storing refreshed tokens failed; retrying");
                 tokio::time::sleep(backoff).await;

@@ -199,6 +199,10 @@ fn refresh_failure(e: RefreshError) -> ApiError {
         RefreshError::Busy => ApiError::upstream_unavailable("the connection's token is being refreshed; try again", 2),
         RefreshError::Store(e) => e.into(),
         RefreshError::Cipher(e) => e.into(),
+        RefreshError::TokensLost(_) => ApiError::upstream_unavailable(
+            "the connection's new DocuSign tokens could not be stored; an admin may need to connect DocuSign again",
+            30,
+        ),
     }
 }
 

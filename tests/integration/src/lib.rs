@@ -312,6 +312,66 @@ impl TestEnv {
         .expect("assemble the app")
     }
 
+    /// An app on the same table, simulator and clock whose DynamoDB and/or
+    /// token cipher are replaced: for fault injection.
+    pub async fn app_with(&self, dynamo_endpoint: Option<&str>, cipher: Option<Box<dyn shared::cipher::TokenCipher>>) -> App {
+        let aws = aws().await;
+        let dynamo = match dynamo_endpoint {
+            None => aws_sdk_dynamodb::Client::new(&aws.sdk),
+            Some(endpoint) => {
+                let config = aws_sdk_dynamodb::config::Builder::from(&aws.sdk)
+                    .endpoint_url(endpoint)
+                    .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
+                    .build();
+                aws_sdk_dynamodb::Client::from_conf(config)
+            }
+        };
+        let mut env: HashMap<&str, String> = HashMap::from([
+            ("DOCUSIGN_OAUTH_BASE_URL", self.sim.base_url()),
+            ("DOCUSIGN_INTEGRATION_KEY", CLIENT_ID.to_owned()),
+            ("DOCUSIGN_SECRET_KEY", CLIENT_SECRET.to_owned()),
+            ("DOCUSIGN_REDIRECT_URI", REDIRECT_URI.to_owned()),
+            ("TOKEN_TABLE", self.table.clone()),
+            ("TOKEN_KEY_ID", aws.key_id.clone()),
+            ("CRM_JWT_SECRET", JWT_SECRET.to_owned()),
+        ]);
+        if let Some(a) = &self.options.account_id {
+            env.insert("DOCUSIGN_ACCOUNT_ID", a.clone());
+        }
+        let config = Config::from_lookup(Needs { redirect_uri: true, crm_jwt: true, docusign_secret: true }, |k| env.get(k).cloned())
+            .expect("test configuration");
+        App::assemble(
+            config,
+            CLIENT_SECRET.to_owned().into(),
+            Some(JWT_SECRET.to_owned().into()),
+            Arc::new(DynamoStore::new(dynamo, &self.table)),
+            cipher.unwrap_or_else(|| Box::new(KmsCipher::new(aws_sdk_kms::Client::new(&aws.sdk), aws.key_id.clone()))),
+            self.clock.clone(),
+        )
+        .expect("assemble the app")
+    }
+
+    /// The real KMS cipher of this test's emulator.
+    pub async fn kms_cipher(&self) -> KmsCipher {
+        let aws = aws().await;
+        KmsCipher::new(aws_sdk_kms::Client::new(&aws.sdk), aws.key_id.clone())
+    }
+
+    /// A KMS cipher whose endpoint answers nothing (connection refused).
+    pub async fn unreachable_kms(&self) -> KmsCipher {
+        let aws = aws().await;
+        let config = aws_sdk_kms::config::Builder::from(&aws.sdk)
+            .endpoint_url(format!("http://127.0.0.1:{}", free_port()))
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
+            .build();
+        KmsCipher::new(aws_sdk_kms::Client::from_conf(config), aws.key_id.clone())
+    }
+
+    /// A DynamoDB endpoint that refuses connections.
+    pub fn unreachable_endpoint() -> String {
+        format!("http://127.0.0.1:{}", free_port())
+    }
+
     /// The same table, simulator and clock seen by a function configured
     /// differently (e.g. after switching the DocuSign environment).
     pub async fn reconfigured(&self, options: Options) -> App {
