@@ -10,4 +10,12 @@ start_moto
 trap 'kill "$MOTO_PID" 2>/dev/null || true' EXIT
 echo "test: AWS emulator at $AWS_ENDPOINT_URL"
 
+# The function binaries first: tests run them as Lambda would, as separate
+# processes (tests/integration/src/runtime.rs), and find them already built.
+cargo build --workspace --bins --locked
 cargo test --workspace --locked "$@"
+
+echo "test: infra/template.yaml (cfn-lint, sam validate --lint, tests/infra)"
+.venv/bin/cfn-lint infra/template.yaml
+SAM_CLI_TELEMETRY=0 .venv/bin/sam validate --lint --template-file infra/template.yaml
+.venv/bin/python -m pytest -q -p no:cacheprovider tests/infra

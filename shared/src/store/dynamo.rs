@@ -656,13 +656,17 @@ mod idempotency {
         }
 
         async fn abandon(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
+            // Expire it rather than delete it: send-envelope needs no
+            // DeleteItem permission, and `claim` takes an expired record.
             let result = self
                 .client
-                .delete_item()
+                .update_item()
                 .table_name(&self.table)
                 .set_key(Some(super::key(&key.tenant, &sort_key(key))))
+                .update_expression("SET expires_at = :gone REMOVE holder_until")
                 .condition_expression("fingerprint = :fp AND #state = :progress")
                 .expression_attribute_names("#state", "state")
+                .expression_attribute_values(":gone", n(0))
                 .expression_attribute_values(":fp", s(&key.fingerprint))
                 .expression_attribute_values(":progress", s("in_progress"))
                 .send()
