@@ -283,33 +283,12 @@ impl TestEnv {
     }
 
     fn build_app(options: &Options, sim: &Simulator, table: &str, aws: &Aws, clock: Arc<OffsetClock>) -> App {
-        let mut env: HashMap<&str, String> = HashMap::from([
-            ("DOCUSIGN_OAUTH_BASE_URL", sim.base_url()),
-            ("DOCUSIGN_INTEGRATION_KEY", CLIENT_ID.to_owned()),
-            ("DOCUSIGN_SECRET_KEY", CLIENT_SECRET.to_owned()),
-            ("DOCUSIGN_REDIRECT_URI", REDIRECT_URI.to_owned()),
-            ("TOKEN_TABLE", table.to_owned()),
-            ("TOKEN_KEY_ID", aws.key_id.clone()),
-            ("CRM_JWT_SECRET", JWT_SECRET.to_owned()),
-            ("CRM_ORIGIN", CRM_ORIGIN.to_owned()),
-        ]);
-        if let Some(a) = &options.account_id {
-            env.insert("DOCUSIGN_ACCOUNT_ID", a.clone());
-        }
-        if let Some(e) = options.environment {
-            env.insert("DOCUSIGN_ENVIRONMENT", e.to_owned());
-        }
-        let config = Config::from_lookup(Needs { redirect_uri: true, crm_jwt: true, docusign_secret: true }, |k| env.get(k).cloned())
-            .expect("test configuration");
-        App::assemble(
-            config,
-            CLIENT_SECRET.to_owned().into(),
-            Some(JWT_SECRET.to_owned().into()),
-            Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws.sdk), table)),
+        assemble(
+            &app_env(options, sim, table, aws),
+            aws_sdk_dynamodb::Client::new(&aws.sdk),
             Box::new(KmsCipher::new(aws_sdk_kms::Client::new(&aws.sdk), aws.key_id.clone())),
             clock,
         )
-        .expect("assemble the app")
     }
 
     /// An app on the same table, simulator and clock whose DynamoDB and/or
@@ -326,29 +305,8 @@ impl TestEnv {
                 aws_sdk_dynamodb::Client::from_conf(config)
             }
         };
-        let mut env: HashMap<&str, String> = HashMap::from([
-            ("DOCUSIGN_OAUTH_BASE_URL", self.sim.base_url()),
-            ("DOCUSIGN_INTEGRATION_KEY", CLIENT_ID.to_owned()),
-            ("DOCUSIGN_SECRET_KEY", CLIENT_SECRET.to_owned()),
-            ("DOCUSIGN_REDIRECT_URI", REDIRECT_URI.to_owned()),
-            ("TOKEN_TABLE", self.table.clone()),
-            ("TOKEN_KEY_ID", aws.key_id.clone()),
-            ("CRM_JWT_SECRET", JWT_SECRET.to_owned()),
-        ]);
-        if let Some(a) = &self.options.account_id {
-            env.insert("DOCUSIGN_ACCOUNT_ID", a.clone());
-        }
-        let config = Config::from_lookup(Needs { redirect_uri: true, crm_jwt: true, docusign_secret: true }, |k| env.get(k).cloned())
-            .expect("test configuration");
-        App::assemble(
-            config,
-            CLIENT_SECRET.to_owned().into(),
-            Some(JWT_SECRET.to_owned().into()),
-            Arc::new(DynamoStore::new(dynamo, &self.table)),
-            cipher.unwrap_or_else(|| Box::new(KmsCipher::new(aws_sdk_kms::Client::new(&aws.sdk), aws.key_id.clone()))),
-            self.clock.clone(),
-        )
-        .expect("assemble the app")
+        let cipher = cipher.unwrap_or_else(|| Box::new(KmsCipher::new(aws_sdk_kms::Client::new(&aws.sdk), aws.key_id.clone())));
+        assemble(&app_env(&self.options, &self.sim, &self.table, aws), dynamo, cipher, self.clock.clone())
     }
 
     /// The real KMS cipher of this test's emulator.
@@ -382,25 +340,18 @@ impl TestEnv {
     /// would give it, pointed at the emulator and the simulator).
     pub async fn function_env(&self) -> Vec<(String, String)> {
         let aws = aws().await;
-        let mut env = vec![
-            ("DOCUSIGN_OAUTH_BASE_URL", self.sim.base_url()),
-            ("DOCUSIGN_INTEGRATION_KEY", CLIENT_ID.to_owned()),
-            ("DOCUSIGN_SECRET_KEY", CLIENT_SECRET.to_owned()),
-            ("DOCUSIGN_REDIRECT_URI", REDIRECT_URI.to_owned()),
-            ("TOKEN_TABLE", self.table.clone()),
-            ("TOKEN_KEY_ID", aws.key_id.clone()),
-            ("CRM_JWT_SECRET", JWT_SECRET.to_owned()),
-            ("CRM_ORIGIN", CRM_ORIGIN.to_owned()),
-            ("AWS_ENDPOINT_URL", aws.endpoint.clone()),
-            ("AWS_REGION", "us-east-1".to_owned()),
-            ("AWS_ACCESS_KEY_ID", "test".to_owned()),
-            ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
-            ("RUST_LOG", "info".to_owned()),
-        ];
-        if let Some(a) = &self.options.account_id {
-            env.push(("DOCUSIGN_ACCOUNT_ID", a.clone()));
-        }
-        env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+        let mut env = app_env(&self.options, &self.sim, &self.table, aws);
+        env.extend(
+            [
+                ("AWS_ENDPOINT_URL", aws.endpoint.as_str()),
+                ("AWS_REGION", "us-east-1"),
+                ("AWS_ACCESS_KEY_ID", "test"),
+                ("AWS_SECRET_ACCESS_KEY", "test"),
+                ("RUST_LOG", "info"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
+        env
     }
 
     /// One scheduled run, in process, with a minute to go.
@@ -550,6 +501,49 @@ impl TestEnv {
             .unwrap()
             .item
     }
+}
+
+/// The contract's configuration of a function in this test's world.
+fn app_env(options: &Options, sim: &Simulator, table: &str, aws: &Aws) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("DOCUSIGN_OAUTH_BASE_URL", sim.base_url()),
+        ("DOCUSIGN_INTEGRATION_KEY", CLIENT_ID.to_owned()),
+        ("DOCUSIGN_SECRET_KEY", CLIENT_SECRET.to_owned()),
+        ("DOCUSIGN_REDIRECT_URI", REDIRECT_URI.to_owned()),
+        ("TOKEN_TABLE", table.to_owned()),
+        ("TOKEN_KEY_ID", aws.key_id.clone()),
+        ("CRM_JWT_SECRET", JWT_SECRET.to_owned()),
+        ("CRM_ORIGIN", CRM_ORIGIN.to_owned()),
+    ];
+    if let Some(a) = &options.account_id {
+        env.push(("DOCUSIGN_ACCOUNT_ID", a.clone()));
+    }
+    if let Some(e) = options.environment {
+        env.push(("DOCUSIGN_ENVIRONMENT", e.to_owned()));
+    }
+    env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// An app from that configuration, with the given DynamoDB client, cipher and clock.
+fn assemble(
+    env: &[(String, String)],
+    dynamo: aws_sdk_dynamodb::Client,
+    cipher: Box<dyn shared::cipher::TokenCipher>,
+    clock: Arc<OffsetClock>,
+) -> App {
+    let lookup = |k: &str| env.iter().find(|(name, _)| name == k).map(|(_, v)| v.clone());
+    let config = Config::from_lookup(Needs { redirect_uri: true, crm_jwt: true, docusign_secret: true }, lookup)
+        .expect("test configuration");
+    let table = config.token_table.clone();
+    App::assemble(
+        config,
+        CLIENT_SECRET.to_owned().into(),
+        Some(JWT_SECRET.to_owned().into()),
+        Arc::new(DynamoStore::new(dynamo, table)),
+        cipher,
+        clock,
+    )
+    .expect("assemble the app")
 }
 
 // ---- CRM tokens ---------------------------------------------------------------------
