@@ -112,8 +112,7 @@ pub fn deadline(request: &Request) -> tokio::time::Instant {
     let now = tokio::time::Instant::now();
     let remaining = request
         .lambda_context_ref()
-        .filter(|c| c.deadline > 0)
-        .map(|c| c.deadline().duration_since(std::time::SystemTime::now()).unwrap_or_default())
+        .and_then(crate::remaining_time)
         .unwrap_or(DEFAULT_BUDGET);
     now + remaining.saturating_sub(ANSWER_MARGIN)
 }

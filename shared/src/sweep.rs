@@ -77,11 +77,7 @@ enum Outcome {
 
 /// The Lambda handler: any EventBridge scheduled event.
 pub async fn handle(app: &App, event: LambdaEvent<Value>) -> Result<Value, SweepError> {
-    let remaining = event
-        .context
-        .deadline()
-        .duration_since(std::time::SystemTime::now())
-        .unwrap_or(StdDuration::ZERO);
+    let remaining = crate::remaining_time(&event.context).unwrap_or(StdDuration::from_secs(300));
     let summary = sweep(app, Instant::now() + remaining).await?;
     Ok(json!(summary))
 }
