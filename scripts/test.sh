@@ -19,3 +19,6 @@ echo "test: infra/template.yaml (cfn-lint, sam validate --lint, tests/infra)"
 .venv/bin/cfn-lint infra/template.yaml
 SAM_CLI_TELEMETRY=0 .venv/bin/sam validate --lint --template-file infra/template.yaml
 .venv/bin/python -m pytest -q -p no:cacheprovider tests/infra
+
+echo "test: the CRM demo page in headless Chromium against the local stack (scripts/browser-test.sh)"
+bash scripts/browser-test.sh
