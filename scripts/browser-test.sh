@@ -2,7 +2,8 @@
 # The browser test: the CRM demo page in headless Chromium against the whole
 # local stack (scripts/run-local.sh --background, with the DocuSign simulator
 # in interactive mode, on free ports), then the documented token-refresh
-# invoke against the same stack. Screenshots go to target/browser-artifacts/.
+# invoke and schemathesis (scripts/schemathesis.sh, docs/openapi.yaml) against
+# the same stack. Screenshots go to target/browser-artifacts/.
 # Installs Debian's chromium if /usr/bin/chromium is missing, and
 # playwright-core from tests/browser/package-lock.json (no browser download).
 set -euo pipefail
@@ -38,4 +39,7 @@ PATH=$PWD/.venv/bin:$PATH cargo lambda invoke token-refresh --invoke-address 127
   tee "$ARTIFACTS_DIR/token-refresh.json"
 echo
 grep -q '"due"' "$ARTIFACTS_DIR/token-refresh.json"
+
+echo "browser-test: schemathesis against the same stack (scripts/schemathesis.sh)"
+bash scripts/schemathesis.sh
 echo "browser-test: screenshots in $ARTIFACTS_DIR"

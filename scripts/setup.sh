@@ -29,3 +29,9 @@ then
   echo "setup: installing ${INFRA_SPECS[*]}"
   .venv/bin/pip install --quiet --disable-pip-version-check "${INFRA_SPECS[@]}"
 fi
+# Schemathesis, run against the local stack by scripts/schemathesis.sh.
+SCHEMATHESIS_SPEC='schemathesis==4.32.5'
+if [ "$(.venv/bin/python -c 'from importlib.metadata import version; print(version("schemathesis"))' 2>/dev/null)" != "${SCHEMATHESIS_SPEC#*==}" ]; then
+  echo "setup: installing $SCHEMATHESIS_SPEC"
+  .venv/bin/pip install --quiet --disable-pip-version-check "$SCHEMATHESIS_SPEC"
+fi
