@@ -72,12 +72,16 @@ impl TokenCipher for KmsCipher {
             .send()
             .await
             .map_err(|e| CipherError::Decrypt(Box::new(e)))?;
-        let plain = out
-            .plaintext
-            .map(Blob::into_inner)
-            .ok_or_else(|| CipherError::Decrypt("KMS returned no plaintext".into()))?;
-        String::from_utf8(plain).map(SecretString::from).map_err(|_| CipherError::NotUtf8)
+        plaintext(out)
     }
+}
+
+fn plaintext(out: aws_sdk_kms::operation::decrypt::DecryptOutput) -> Result<SecretString, CipherError> {
+    let plain = out
+        .plaintext
+        .map(Blob::into_inner)
+        .ok_or_else(|| CipherError::Decrypt("KMS returned no plaintext".into()))?;
+    String::from_utf8(plain).map(SecretString::from).map_err(|_| CipherError::NotUtf8)
 }
 
 /// The encryption-context key of configuration secrets: encrypt them with
@@ -98,9 +102,5 @@ pub async fn decrypt_config_secret(
         .send()
         .await
         .map_err(|e| CipherError::Decrypt(Box::new(e)))?;
-    let plain = out
-        .plaintext
-        .map(Blob::into_inner)
-        .ok_or_else(|| CipherError::Decrypt("KMS returned no plaintext".into()))?;
-    String::from_utf8(plain).map(SecretString::from).map_err(|_| CipherError::NotUtf8)
+    plaintext(out)
 }
