@@ -38,6 +38,7 @@ pub fn workspace_root() -> PathBuf {
 
 // ---- the AWS emulator ------------------------------------------------------------
 
+pub mod fixtures;
 pub mod runtime;
 
 struct Aws {

@@ -1,22 +1,24 @@
 //! A minimal Lambda Runtime API, so the real release or debug binaries run
 //! as separate processes exactly as Lambda runs them: the binary polls
 //! `GET /2018-06-01/runtime/invocation/next` and answers with
-//! `POST .../invocation/{id}/response` or `.../error`.
+//! `POST .../invocation/{id}/response` or `.../error`. It records when the
+//! process first asks for work: the end of its init phase, as Lambda's
+//! `Init Duration` counts it (the benchmark's cold-start figure).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 type Reply = oneshot::Sender<Result<Value, Value>>;
 
@@ -32,6 +34,7 @@ struct Shared {
     queue: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Pending>>>,
     in_flight: Arc<Mutex<HashMap<String, Reply>>>,
     init_error: Arc<Mutex<Option<String>>>,
+    first_poll: Arc<watch::Sender<Option<Instant>>>,
 }
 
 /// One emulated Lambda execution environment.
@@ -39,11 +42,18 @@ pub struct RuntimeApi {
     pub address: String,
     sender: mpsc::UnboundedSender<Pending>,
     shared: Shared,
+    first_poll: watch::Receiver<Option<Instant>>,
     next_id: std::sync::atomic::AtomicU64,
-    _server: tokio::task::JoinHandle<()>,
+    server: tokio::task::JoinHandle<()>,
 }
 
 async fn next(State(s): State<Shared>) -> impl IntoResponse {
+    let now = Instant::now();
+    s.first_poll.send_if_modified(|first| {
+        let unset = first.is_none();
+        first.get_or_insert(now);
+        unset
+    });
     let mut queue = s.queue.lock().await;
     let Some(p) = queue.recv().await else {
         return (StatusCode::GONE, HeaderMap::new(), Bytes::new());
@@ -74,11 +84,11 @@ fn parse(body: &Bytes) -> Value {
     serde_json::from_slice(body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
 }
 
-async fn response(State(s): State<Shared>, Path(id): Path<String>, body: Bytes) -> StatusCode {
+async fn response(State(s): State<Shared>, UrlPath(id): UrlPath<String>, body: Bytes) -> StatusCode {
     finish(&s, &id, Ok(parse(&body)))
 }
 
-async fn error(State(s): State<Shared>, Path(id): Path<String>, body: Bytes) -> StatusCode {
+async fn error(State(s): State<Shared>, UrlPath(id): UrlPath<String>, body: Bytes) -> StatusCode {
     finish(&s, &id, Err(parse(&body)))
 }
 
@@ -90,10 +100,12 @@ async fn init_error(State(s): State<Shared>, body: Bytes) -> StatusCode {
 impl RuntimeApi {
     pub async fn start() -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
+        let (first_tx, first_poll) = watch::channel(None);
         let shared = Shared {
             queue: Arc::new(tokio::sync::Mutex::new(receiver)),
             in_flight: Arc::default(),
             init_error: Arc::default(),
+            first_poll: Arc::new(first_tx),
         };
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -106,7 +118,12 @@ impl RuntimeApi {
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { address, sender, shared, next_id: Default::default(), _server: server }
+        Self { address, sender, shared, first_poll, next_id: Default::default(), server }
+    }
+
+    /// When the process first polled for work, if it has.
+    pub fn first_poll(&self) -> Option<Instant> {
+        *self.first_poll.borrow()
     }
 
     /// Queues one invocation with `timeout` as its deadline and waits for the answer.
@@ -128,6 +145,12 @@ impl RuntimeApi {
 
     pub fn init_error(&self) -> Option<String> {
         self.shared.init_error.lock().unwrap().clone()
+    }
+}
+
+impl Drop for RuntimeApi {
+    fn drop(&mut self) {
+        self.server.abort();
     }
 }
 
@@ -163,14 +186,22 @@ pub struct FunctionProcess {
     pub runtime: RuntimeApi,
     pub child: Child,
     pub log: PathBuf,
+    spawned_at: Instant,
 }
 
 impl FunctionProcess {
+    /// The workspace's debug binary of function `name`.
     pub async fn spawn(name: &str, env: &[(String, String)]) -> Self {
+        Self::spawn_binary(&function_binary(name), name, env, &std::env::temp_dir()).await
+    }
+
+    /// Any binary, spawned as Lambda spawns it: a clean environment plus the
+    /// function's variables; its output goes to a log file in `log_dir`.
+    pub async fn spawn_binary(binary: &Path, name: &str, env: &[(String, String)], log_dir: &Path) -> Self {
         let runtime = RuntimeApi::start().await;
-        let binary = function_binary(name);
-        let log = std::env::temp_dir().join(format!("{}-{}.log", name, crate::random_name("run")));
-        let file = std::fs::File::create(&log).unwrap();
+        let log = log_dir.join(format!("{}-{}.log", name, crate::random_name("run")));
+        let file = std::fs::File::create(&log).expect("create the function's log file");
+        let spawned_at = Instant::now();
         let child = Command::new(binary)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -185,8 +216,34 @@ impl FunctionProcess {
             .stdout(file.try_clone().unwrap())
             .stderr(file)
             .spawn()
-            .expect("spawn the function binary");
-        Self { runtime, child, log }
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
+        Self { runtime, child, log, spawned_at }
+    }
+
+    /// From spawn to the first poll for work: Lambda's `Init Duration`.
+    pub async fn init_duration(&mut self, within: Duration) -> Result<Duration, String> {
+        let until = Instant::now() + within;
+        let mut first = self.runtime.first_poll.clone();
+        loop {
+            if let Some(at) = *first.borrow() {
+                return Ok(at.duration_since(self.spawned_at));
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("exited during init ({status}): {}", self.logs_tail(20)));
+            }
+            if Instant::now() > until {
+                return Err(format!("no poll within {within:?}: {}", self.logs_tail(20)));
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(20), first.changed()).await;
+        }
+    }
+
+    /// Peak resident set size so far (`VmHWM`), in bytes.
+    pub fn peak_rss(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024)
     }
 
     pub async fn invoke(&self, event: Value, timeout: Duration) -> Result<Value, Value> {
@@ -195,6 +252,13 @@ impl FunctionProcess {
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last `lines` lines of the log, for error messages.
+    pub fn logs_tail(&self, lines: usize) -> String {
+        let text = self.logs();
+        let tail: Vec<&str> = text.lines().rev().take(lines).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 
     /// Waits for the process to exit by itself; `None` if it is still running.

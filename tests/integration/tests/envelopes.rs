@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use docusign_sim::{Endpoint, Fault};
+use integration_tests::fixtures::documents_envelope;
 use integration_tests::*;
 use serde_json::{json, Value};
 
@@ -11,31 +12,6 @@ const USER: &str = "11111111-1111-1111-1111-111111111111";
 
 fn tenant() -> String {
     random_name("tenant")
-}
-
-fn documents_envelope() -> Value {
-    json!({
-        "emailSubject": "Please sign the quote Q-1001",
-        "documents": [{
-            "documentBase64": "JVBERi0xLjQKJcOkw7zDtsOfCjEgMCBvYmoKPDwvVHlwZS9DYXRhbG9nPj4KZW5kb2JqCg==",
-            "name": "Quote Q-1001",
-            "fileExtension": "pdf",
-            "documentId": "1"
-        }],
-        "recipients": {
-            "signers": [{
-                "email": "buyer@example.com",
-                "name": "Bea Buyer",
-                "recipientId": "1",
-                "routingOrder": "1",
-                "tabs": {"signHereTabs": [{
-                    "anchorString": "/sn1/", "anchorUnits": "pixels", "anchorXOffset": "20", "anchorYOffset": "10"
-                }]}
-            }],
-            "carbonCopies": [{"email": "sales@example.com", "name": "Sam Sales", "recipientId": "2", "routingOrder": "2"}]
-        },
-        "status": "sent"
-    })
 }
 
 fn template_envelope() -> Value {
