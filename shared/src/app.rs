@@ -3,18 +3,27 @@
 
 use std::sync::Arc;
 
-use secrecy::{ExposeSecret, SecretString};
-
 use crate::auth::JwtVerifier;
-use crate::cipher::{decrypt_config_secret, KmsCipher, TokenCipher};
-use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, ConfigError, Needs, SecretSource};
-use crate::docusign::esign::{EsignApi, HttpEsign};
-use crate::docusign::oauth::{http_client, DocuSignOAuth, OAuthSettings};
+use crate::cipher::TokenCipher;
+use crate::clock::Clock;
+use crate::config::{Config, ConfigError};
+use crate::docusign::esign::EsignApi;
 use crate::docusign::DocuSignAuth;
 use crate::envelope::idempotency::IdempotencyStore;
-use crate::store::dynamo::DynamoStore;
 use crate::store::TokenStore;
+
+// Building the context needs the AWS adapters (the `aws` feature, on by
+// default); the context itself and the use cases taking it do not.
+#[cfg(feature = "aws")]
+use {
+    crate::cipher::{decrypt_config_secret, KmsCipher},
+    crate::clock::SystemClock,
+    crate::config::{Needs, SecretSource},
+    crate::docusign::esign::HttpEsign,
+    crate::docusign::oauth::{http_client, DocuSignOAuth, OAuthSettings},
+    crate::store::dynamo::DynamoStore,
+    secrecy::{ExposeSecret, SecretString},
+};
 
 pub struct App {
     pub config: Config,
@@ -42,11 +51,12 @@ pub enum StartupError {
     Unusable { variable: &'static str, reason: String },
 }
 
+#[cfg(feature = "aws")]
 impl App {
     /// Reads the environment, builds the AWS and DocuSign clients.
     pub async fn from_env(needs: Needs) -> Result<Self, StartupError> {
         let config = Config::from_env(needs)?;
-        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let aws = crate::aws::sdk_config().await;
         let kms = aws_sdk_kms::Client::new(&aws);
         let dynamo = aws_sdk_dynamodb::Client::new(&aws);
         let secret_key = if needs.docusign_secret {
@@ -103,6 +113,7 @@ impl App {
     }
 }
 
+#[cfg(feature = "aws")]
 async fn resolve(
     kms: &aws_sdk_kms::Client,
     source: &SecretSource,

@@ -3,8 +3,11 @@
 //! copied into another tenant's record does not decrypt.
 
 use async_trait::async_trait;
+#[cfg(feature = "aws")]
 use aws_sdk_kms::primitives::Blob;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
+#[cfg(feature = "aws")]
+use secrecy::ExposeSecret;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -33,17 +36,20 @@ pub trait TokenCipher: Send + Sync {
 }
 
 /// AWS KMS, with `TOKEN_KEY_ID`.
+#[cfg(feature = "aws")]
 pub struct KmsCipher {
     client: aws_sdk_kms::Client,
     key_id: String,
 }
 
+#[cfg(feature = "aws")]
 impl KmsCipher {
     pub fn new(client: aws_sdk_kms::Client, key_id: impl Into<String>) -> Self {
         Self { client, key_id: key_id.into() }
     }
 }
 
+#[cfg(feature = "aws")]
 #[async_trait]
 impl TokenCipher for KmsCipher {
     async fn encrypt(&self, binding: &Binding<'_>, plaintext: &SecretString) -> Result<Vec<u8>, CipherError> {
@@ -76,6 +82,7 @@ impl TokenCipher for KmsCipher {
     }
 }
 
+#[cfg(feature = "aws")]
 fn plaintext(out: aws_sdk_kms::operation::decrypt::DecryptOutput) -> Result<SecretString, CipherError> {
     let plain = out
         .plaintext
@@ -90,6 +97,7 @@ fn plaintext(out: aws_sdk_kms::operation::decrypt::DecryptOutput) -> Result<Secr
 pub const CONFIG_SECRET_CONTEXT: &str = "connector_secret";
 
 /// Decrypts a configuration secret given as KMS ciphertext.
+#[cfg(feature = "aws")]
 pub async fn decrypt_config_secret(
     client: &aws_sdk_kms::Client,
     name: &str,

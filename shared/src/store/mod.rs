@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use crate::cipher::BoxError;
 use crate::config::DocuSignEnvironment;
 
+#[cfg(feature = "aws")]
 pub mod dynamo;
 
 pub const AUTH_KEY: &str = "docusign_auth";
