@@ -39,6 +39,7 @@ pub fn workspace_root() -> PathBuf {
 // ---- the AWS emulator ------------------------------------------------------------
 
 pub mod fixtures;
+pub mod aws_faults;
 pub mod runtime;
 
 struct Aws {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use docusign_sim::{Endpoint, Fault};
+use integration_tests::aws_faults::{target, AwsFault};
 use integration_tests::*;
 use secrecy::SecretString;
 use serde_json::json;
@@ -156,4 +157,213 @@ async fn a_timeout_on_send_is_not_retried_because_the_envelope_may_exist() {
     assert_eq!((a.status, a.error_code().as_str()), (503, "upstream_unavailable"), "{}", a.body);
     assert!(a.json()["error"]["message"].as_str().unwrap().contains("may or may not"));
     assert_eq!(env.sim.stats().envelope_calls, 1, "not retried");
+}
+
+// ---- DynamoDB throttling and KMS refusals (through the AWS fault proxy) -------------
+
+/// Neither or both connection records, never one without the other.
+async fn assert_whole(env: &TestEnv, t: &str) {
+    let (auth, refresh) = (env.item(t, AUTH_KEY).await, env.item(t, REFRESH_KEY).await);
+    assert_eq!(auth.is_some(), refresh.is_some(), "half a connection: {auth:?} {refresh:?}");
+    if let (Some(a), Some(r)) = (auth, refresh) {
+        assert_eq!((&a["connection_id"], &a["version"]), (&r["connection_id"], &r["version"]));
+    }
+}
+
+fn envelope_body() -> String {
+    json!({"emailSubject": "s", "documents": [{"documentBase64": "JVBERi0xLjQK", "name": "d", "documentId": "1"}]}).to_string()
+}
+
+#[tokio::test]
+async fn brief_dynamodb_throttling_is_absorbed_by_the_sdks_retries() {
+    let env = TestEnv::start().await;
+    let t = tenant();
+    let proxy = env.aws_faults().await;
+    let app = env.app_through(&proxy).await;
+
+    // The callback: the state lookup and the connection write are each throttled twice.
+    proxy.fail(target::UPDATE_ITEM, AwsFault::ProvisionedThroughputExceeded, 2);
+    proxy.fail(target::TRANSACT_WRITE, AwsFault::Throttling, 2);
+    let url = env.start_consent(&t).await;
+    let query = env.visit_consent_page(&url, "").await;
+    let page = env.call_app(&app, Route::Callback, "GET", &query, None).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!((proxy.seen(target::UPDATE_ITEM), proxy.injected(target::UPDATE_ITEM)), (3, 2), "retried by the SDK");
+    assert_eq!((proxy.seen(target::TRANSACT_WRITE), proxy.injected(target::TRANSACT_WRITE)), (3, 2));
+    assert_eq!(env.status(&t).await["status"], "active");
+
+    // The refresh: the due query, the reads and the fenced write throttled.
+    env.advance(5 * 3600);
+    proxy.fail(target::QUERY, AwsFault::ProvisionedThroughputExceeded, 1);
+    proxy.fail(target::TRANSACT_GET, AwsFault::Throttling, 2);
+    proxy.fail(target::TRANSACT_WRITE, AwsFault::ProvisionedThroughputExceeded, 2);
+    let run = shared::sweep::sweep(&app, Instant::now() + Duration::from_secs(60)).await.unwrap();
+    assert_eq!((run.due, run.refreshed), (1, 1), "{run:?}");
+    assert_eq!(proxy.injected(target::TRANSACT_WRITE), 4);
+    assert_eq!(env.item(&t, AUTH_KEY).await.unwrap()["version"].as_n().unwrap(), "2");
+    let stats = env.sim.stats();
+    assert_eq!((stats.refresh_grants, stats.refresh_token_reuse), (1, 0));
+}
+
+#[tokio::test]
+async fn a_throttled_transaction_the_sdk_does_not_retry_is_retried_by_the_refresh() {
+    let env = TestEnv::start().await;
+    let t = tenant();
+    env.connect(&t).await;
+    env.advance(5 * 3600);
+    let proxy = env.aws_faults().await;
+    let app = env.app_through(&proxy).await;
+    proxy.fail(target::TRANSACT_WRITE, AwsFault::TransactionThrottled, 2);
+    let need = Need::Due { window: chrono::Duration::hours(4) };
+    let r = ensure_fresh(&app, &t, &need, Instant::now() + Duration::from_secs(20)).await.unwrap();
+    assert!(matches!(r, Refreshed::Fresh { refreshed_here: true, .. }), "{r:?}");
+    assert_eq!(proxy.seen(target::TRANSACT_WRITE), 3, "not taken for a fence failure: retried until stored");
+    assert_eq!(env.item(&t, AUTH_KEY).await.unwrap()["version"].as_n().unwrap(), "2");
+    assert_eq!(env.sim.stats().refresh_grants, 1);
+}
+
+#[tokio::test]
+async fn persistent_throttling_in_the_callback_is_a_clear_page_and_writes_nothing() {
+    let env = TestEnv::start().await;
+    let t = tenant();
+    env.connect(&t).await;
+    let before = env.status(&t).await;
+    let before_item = env.item(&t, AUTH_KEY).await.unwrap();
+    let proxy = env.aws_faults().await;
+    let app = env.app_through(&proxy).await;
+
+    // The state lookup throttled: nothing is used up, so the same link works once it passes.
+    proxy.fail(target::UPDATE_ITEM, AwsFault::ProvisionedThroughputExceeded, u32::MAX);
+    let url = env.start_consent(&t).await;
+    let query = env.visit_consent_page(&url, "").await;
+    let page = env.call_app(&app, Route::Callback, "GET", &query, None).await;
+    assert_eq!(page.status, 400);
+    assert!(page.body.contains("temporarily_unavailable"), "{}", page.body);
+    assert_eq!(env.sim.stats().code_grants, 1, "the code was not exchanged");
+    proxy.clear();
+
+    // The connection write throttled: DocuSign's tokens for the new consent are dropped.
+    proxy.fail(target::TRANSACT_WRITE, AwsFault::Throttling, u32::MAX);
+    let page = env.call_app(&app, Route::Callback, "GET", &query, None).await;
+    assert_eq!(page.status, 400);
+    assert!(page.body.contains("temporarily_unavailable"), "{}", page.body);
+    assert_eq!(proxy.seen(target::TRANSACT_WRITE), 3, "the SDK's three attempts");
+    assert_eq!(env.sim.stats().code_grants, 2);
+    assert_whole(&env, &t).await;
+    assert_eq!(env.status(&t).await, before, "the previous connection is intact");
+    assert_eq!(env.item(&t, AUTH_KEY).await.unwrap(), before_item);
+    // That link is used up now; a new consent connects.
+    assert_eq!(env.connect_as(&t, "").await.status, 200);
+}
+
+#[tokio::test]
+async fn a_fenced_write_throttled_until_the_deadline_keeps_the_mark_and_never_reuses_the_token() {
+    let env = TestEnv::start().await;
+    let t = tenant();
+    env.connect(&t).await;
+    env.advance(5 * 3600);
+    let proxy = env.aws_faults().await;
+    let app = env.app_through(&proxy).await;
+    proxy.fail(target::TRANSACT_WRITE, AwsFault::ProvisionedThroughputExceeded, u32::MAX);
+    let need = Need::Due { window: chrono::Duration::hours(4) };
+    let r = ensure_fresh(&app, &t, &need, Instant::now() + Duration::from_secs(4)).await;
+    assert!(matches!(r, Err(RefreshError::TokensLost(_))), "{r:?}");
+    assert!(proxy.seen(target::TRANSACT_WRITE) >= 3, "retried: {}", proxy.seen(target::TRANSACT_WRITE));
+    assert_eq!(env.sim.stats().refresh_grants_ok, 1, "DocuSign rotated the token");
+    assert_whole(&env, &t).await;
+    assert_eq!(env.item(&t, AUTH_KEY).await.unwrap()["version"].as_n().unwrap(), "1", "nothing half-written");
+    let lease = env.item(&t, shared::store::LEASE_KEY).await.unwrap();
+    assert!(lease.contains_key("presented"), "the lease was not released: {lease:?}");
+
+    env.advance(shared::refresh::LEASE_SECS + 1);
+    let run = env.sweep().await;
+    assert_eq!(run.reauth_required, 1, "{run:?}");
+    let stats = env.sim.stats();
+    assert_eq!((stats.refresh_grants, stats.refresh_token_reuse), (1, 0));
+    assert_eq!(env.item(&t, REFRESH_KEY).await.unwrap()["last_error"].as_s().unwrap(), "refresh_token_lost");
+}
+
+#[tokio::test]
+async fn throttling_on_send_is_a_503_with_retry_after_and_nothing_reaches_docusign() {
+    let env = TestEnv::start().await;
+    let t = tenant();
+    env.connect(&t).await;
+    let proxy = env.aws_faults().await;
+    let app = env.app_through(&proxy).await;
+    let token = user_token(&t);
+    let body = envelope_body();
+
+    // The connection read.
+    proxy.fail(target::TRANSACT_GET, AwsFault::ProvisionedThroughputExceeded, u32::MAX);
+    let a = env.send_call(&app, Call { token: Some(&token), body: Some(&body), ..Call::new(Route::Envelopes, "POST") }).await;
+    assert_eq!((a.status, a.error_code().as_str()), (503, "upstream_unavailable"), "{}", a.body);
+    assert!(a.header("retry-after").is_some());
+    proxy.clear();
+
+    // The idempotency claim.
+    proxy.fail(target::PUT_ITEM, AwsFault::Throttling, u32::MAX);
+    let call = Call {
+        token: Some(&token),
+        body: Some(&body),
+        headers: vec![("idempotency-key", "k-1")],
+        ..Call::new(Route::Envelopes, "POST")
+    };
+    let a = env.send_call(&app, call).await;
+    assert_eq!((a.status, a.error_code().as_str()), (503, "upstream_unavailable"), "{}", a.body);
+    assert!(a.header("retry-after").is_some());
+    assert_eq!(env.sim.stats().envelope_calls, 0, "nothing was sent");
+    proxy.clear();
+
+    // Once it passes, the same key sends once.
+    let a = env.send(&t, &body, Some("k-1")).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    assert_eq!(env.sim.stats().envelope_calls, 1);
+}
+
+#[tokio::test]
+async fn kms_refusing_to_decrypt_in_a_refresh_presents_nothing_and_keeps_it_active() {
+    let env = TestEnv::start().await;
+    let t = tenant();
+    env.connect(&t).await;
+    env.advance(5 * 3600);
+    let proxy = env.aws_faults().await;
+    let app = env.app_through(&proxy).await;
+    for refusal in [AwsFault::KmsAccessDenied, AwsFault::KmsInvalidState, AwsFault::KmsDisabled] {
+        proxy.clear();
+        proxy.fail(target::KMS_DECRYPT, refusal.clone(), u32::MAX);
+        let run = shared::sweep::sweep(&app, Instant::now() + Duration::from_secs(60)).await.unwrap();
+        assert_eq!((run.due, run.failed), (1, 1), "{refusal:?}: {run:?}");
+        assert_eq!(env.sim.stats().refresh_grants, 0, "{refusal:?}: never presented");
+        assert_eq!(env.status(&t).await["status"], "active");
+        assert!(env.item(&t, shared::store::LEASE_KEY).await.map_or(true, |l| !l.contains_key("owner")), "lease released");
+    }
+    assert_eq!(proxy.seen(target::KMS_DECRYPT), 3, "a refusal is not retried by the SDK");
+    assert_eq!(env.sweep().await.refreshed, 1, "the next run refreshes");
+    assert_eq!(env.sim.stats().refresh_token_reuse, 0);
+}
+
+#[tokio::test]
+async fn kms_refusing_to_encrypt_in_the_callback_stores_nothing() {
+    let env = TestEnv::start().await;
+    let t = tenant();
+    let proxy = env.aws_faults().await;
+    let app = env.app_through(&proxy).await;
+    proxy.fail(target::KMS_ENCRYPT, AwsFault::KmsAccessDenied, u32::MAX);
+    let url = env.start_consent(&t).await;
+    let query = env.visit_consent_page(&url, "").await;
+    let page = env.call_app(&app, Route::Callback, "GET", &query, None).await;
+    assert_eq!(page.status, 400);
+    assert!(page.body.contains("temporarily_unavailable"), "{}", page.body);
+    assert_eq!(env.status(&t).await, json!({"connected": false}));
+    assert_whole(&env, &t).await;
+
+    // Refusing to decrypt the access token on send: a 503, nothing sent.
+    proxy.clear();
+    env.connect(&t).await;
+    proxy.fail(target::KMS_DECRYPT, AwsFault::KmsDisabled, u32::MAX);
+    let token = user_token(&t);
+    let body = envelope_body();
+    let a = env.send_call(&app, Call { token: Some(&token), body: Some(&body), ..Call::new(Route::Envelopes, "POST") }).await;
+    assert_eq!((a.status, a.error_code().as_str()), (503, "upstream_unavailable"), "{}", a.body);
+    assert_eq!(env.sim.stats().envelope_calls, 0);
 }
