@@ -204,11 +204,17 @@ async fn refresh_holding_lease(
     let answer = app.docusign.refresh(&refresh_token).await;
     drop(refresh_token);
     match answer {
-        Ok(grant) => {
-            let next = store_refreshed(app, &current, grant, deadline).await?;
-            tracing::info!(tenant, version = next.0.version, elapsed_ms = started.elapsed().as_millis() as u64, "tokens refreshed");
-            Ok(Some(Refreshed::Fresh { connection: next.0, access_token: Some(next.1), refreshed_here: true }))
-        }
+        Ok(grant) => match store_refreshed(app, &current, grant, deadline).await {
+            Ok(next) => {
+                tracing::info!(tenant, version = next.0.version, elapsed_ms = started.elapsed().as_millis() as u64, "tokens refreshed");
+                Ok(Some(Refreshed::Fresh { connection: next.0, access_token: Some(next.1), refreshed_here: true }))
+            }
+            // Disconnected or replaced by a new consent while DocuSign
+            // answered: the fence kept the new state, and the caller gets
+            // what is there now (no connection, or the new one's tokens).
+            Err(RefreshError::Store(StoreError::Conflict)) => Ok(None),
+            Err(e) => Err(e),
+        },
         Err(e) if e.needs_reauth() => {
             // Someone else may have won meanwhile (e.g. a refresh whose lease
             // expired while it was storing): then nothing failed.
@@ -300,7 +306,9 @@ async fn store_refreshed(
             Ok(next) => return Ok((next, grant.access_token)),
             Err(RefreshError::Store(StoreError::Conflict)) => {
                 // Replaced by a new consent or removed by a disconnect while
-                // we refreshed: those tokens belong to a connection that is gone.
+                // we refreshed: those tokens belong to a connection that is
+                // gone. They are dropped unstored; DocuSign has no revocation
+                // endpoint, so they lapse (access 8 h, refresh 30 days) unused.
                 tracing::warn!(tenant, "connection changed during refresh; refreshed tokens discarded");
                 return Err(RefreshError::Store(StoreError::Conflict));
             }

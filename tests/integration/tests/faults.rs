@@ -367,3 +367,121 @@ async fn kms_refusing_to_encrypt_in_the_callback_stores_nothing() {
     assert_eq!((a.status, a.error_code().as_str()), (503, "upstream_unavailable"), "{}", a.body);
     assert_eq!(env.sim.stats().envelope_calls, 0);
 }
+
+// ---- conditional-check failures: the connection changes under a refresh -------------
+
+/// Runs `during` once DocuSign has received the refresh grant that `refresh`
+/// presents (DocuSign answers 2 s later), so it lands between DocuSign's
+/// answer and the refresh's fenced write.
+async fn while_docusign_answers<R, D>(env: &TestEnv, refresh: R, during: D) -> (R::Output, D::Output)
+where
+    R: std::future::Future,
+    D: std::future::Future,
+{
+    let during = async {
+        while env.sim.stats().refresh_grants == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(env.sim.stats().refresh_grants_ok, 0, "DocuSign has not answered yet");
+        during.await
+    };
+    futures_util::join!(refresh, during)
+}
+
+#[tokio::test]
+async fn a_disconnect_while_docusign_answers_a_refresh_is_not_undone_by_it() {
+    let env = TestEnv::start().await;
+    let t = tenant();
+    env.connect(&t).await;
+    env.advance(5 * 3600);
+    env.sim.push_fault(Endpoint::Token, Fault::Delay { ms: 2000 }, 1);
+
+    let need = Need::Due { window: chrono::Duration::hours(4) };
+    let refresh = ensure_fresh(&env.app, &t, &need, Instant::now() + Duration::from_secs(20));
+    let admin = admin_token(&t);
+    let disconnect = env.call(Route::Connection, "DELETE", "", Some(&admin));
+    let (refreshed, disconnected) = while_docusign_answers(&env, refresh, disconnect).await;
+
+    assert_eq!(disconnected.status, 204);
+    assert!(matches!(refreshed, Ok(Refreshed::NotConnected)), "{refreshed:?}");
+    assert_eq!(env.sim.stats().refresh_grants_ok, 1, "DocuSign rotated the token of the removed connection");
+    // The fence refused the write: nothing of the tenant came back, not even the lease.
+    assert!(env.scan().await.iter().all(|i| i["tenant_id"].as_s().unwrap() != &t), "{:?}", env.scan().await);
+    assert_eq!(env.status(&t).await, json!({"connected": false}));
+    assert_eq!(env.sweep().await.due, 0);
+    env.connect(&t).await;
+    assert_eq!(env.status(&t).await["status"], "active");
+}
+
+#[tokio::test]
+async fn a_new_consent_landing_while_docusign_answers_a_refresh_is_kept() {
+    let env = TestEnv::start().await;
+    let t = tenant();
+    env.connect(&t).await;
+    let old = env.item(&t, AUTH_KEY).await.unwrap()["connection_id"].clone();
+    env.advance(5 * 3600);
+    let url = env.start_consent(&t).await;
+    let query = env.visit_consent_page(&url, "").await;
+    env.sim.push_fault(Endpoint::Token, Fault::Delay { ms: 2000 }, 1);
+
+    let need = Need::Due { window: chrono::Duration::hours(4) };
+    let refresh = ensure_fresh(&env.app, &t, &need, Instant::now() + Duration::from_secs(20));
+    let callback = env.call(Route::Callback, "GET", &query, None);
+    let (refreshed, page) = while_docusign_answers(&env, refresh, callback).await;
+
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(env.sim.stats().refresh_grants_ok, 1);
+    // The refresh did not overwrite the new connection; it found it fresh.
+    let Ok(Refreshed::Fresh { connection, refreshed_here: false, .. }) = refreshed else { panic!("{refreshed:?}") };
+    let auth = env.item(&t, AUTH_KEY).await.unwrap();
+    assert_ne!(auth["connection_id"], old);
+    assert_eq!(connection.connection_id, auth["connection_id"].as_s().unwrap().as_str());
+    assert_eq!(auth["version"].as_n().unwrap(), "1");
+    assert_whole(&env, &t).await;
+    assert!(env.item(&t, shared::store::LEASE_KEY).await.map_or(true, |l| !l.contains_key("presented")));
+    // The new connection's tokens are the live ones.
+    env.advance(5 * 3600);
+    assert_eq!(env.sweep().await.refreshed, 1);
+    assert_eq!(env.sim.stats().refresh_token_reuse, 0);
+}
+
+#[tokio::test]
+async fn a_send_whose_refresh_races_a_reconnect_uses_the_new_connection() {
+    let env = TestEnv::start().await;
+    let t = tenant();
+    env.connect(&t).await;
+    env.advance(9 * 3600); // the stored access token has expired: the send must refresh
+    let url = env.start_consent(&t).await;
+    let query = env.visit_consent_page(&url, "").await;
+    env.sim.push_fault(Endpoint::Token, Fault::Delay { ms: 2000 }, 1);
+
+    let body = envelope_body();
+    let send = env.send(&t, &body, None);
+    let callback = env.call(Route::Callback, "GET", &query, None);
+    let (sent, page) = while_docusign_answers(&env, send, callback).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(sent.status, 201, "{}", sent.body);
+    assert_eq!(env.sim.stats().envelope_calls, 1);
+    assert_eq!(env.item(&t, AUTH_KEY).await.unwrap()["version"].as_n().unwrap(), "1", "the new connection, untouched");
+}
+
+#[tokio::test]
+async fn concurrent_callbacks_with_the_same_state_connect_once() {
+    let env = TestEnv::start().await;
+    let t = tenant();
+    let url = env.start_consent(&t).await;
+    let query = env.visit_consent_page(&url, "").await;
+    let other = env.reconfigured(Options::default()).await;
+    let (a, b) = futures_util::join!(
+        env.call(Route::Callback, "GET", &query, None),
+        env.call_app(&other, Route::Callback, "GET", &query, None)
+    );
+    let mut statuses = [a.status, b.status];
+    statuses.sort();
+    assert_eq!(statuses, [200, 400], "{} / {}", a.body, b.body);
+    let loser = if a.status == 400 { &a } else { &b };
+    assert!(loser.body.contains("state_already_used"), "{}", loser.body);
+    assert_eq!(env.sim.stats().code_grants, 1, "the code was exchanged once");
+    assert_whole(&env, &t).await;
+    assert_eq!(env.status(&t).await["status"], "active");
+}
