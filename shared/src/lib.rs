@@ -4,11 +4,14 @@
 //! - use cases: [`connect`] (consent, callback, status, disconnect);
 //! - ports: [`store::TokenStore`], [`cipher::TokenCipher`],
 //!   [`docusign::DocuSignAuth`], [`clock::Clock`];
-//! - adapters: [`store::dynamo`], [`cipher::KmsCipher`], [`docusign::oauth`];
+//! - adapters: [`store::dynamo`], [`cipher::KmsCipher`] (over [`aws`]'s client),
+//!   [`docusign::oauth`];
 //! - the ground: [`config`], [`error`], records in [`store`].
 
 pub mod app;
 pub mod auth;
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod cipher;
 pub mod clock;
 pub mod config;

@@ -90,6 +90,7 @@ async fn aws() -> &'static Aws {
         let endpoint = std::env::var("AWS_ENDPOINT_URL").ok().filter(|v| !v.is_empty()).unwrap_or_else(start_moto);
         wait_ready(&endpoint).await;
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(shared::aws::http_client())
             .endpoint_url(&endpoint)
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"))
