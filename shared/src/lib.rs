@@ -19,6 +19,7 @@ pub mod connect;
 pub mod docusign;
 pub mod envelope;
 pub mod error;
+pub mod gateway;
 pub mod http;
 pub mod pages;
 pub mod refresh;
