@@ -3,6 +3,7 @@
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use chrono::{DateTime, Duration, Utc};
+use lambda_http::aws_lambda_events::query_map::QueryMap;
 use oauth2::PkceCodeChallenge;
 use rand::RngCore;
 use secrecy::SecretString;
@@ -167,6 +168,43 @@ pub struct CallbackQuery {
     pub error: Option<String>,
 }
 
+impl CallbackQuery {
+    /// The first `code`, `state` and `error` of the request's query string.
+    pub fn from_params(params: &QueryMap) -> Self {
+        let first = |name: &str| params.first(name).map(str::to_owned);
+        Self { code: first("code"), state: first("state"), error: first("error") }
+    }
+
+    /// The state and the tenant it names (`<tenant>.<random>`), checked
+    /// before anything is read; else why the callback cannot go on.
+    pub fn state_and_tenant(&self) -> Result<(&str, &str), CallbackFailure> {
+        let Some(state) = self.state.as_deref().filter(|s| !s.is_empty() && s.len() <= 256) else {
+            return Err(if self.error.as_deref() == Some("access_denied") {
+                CallbackFailure::Declined
+            } else {
+                CallbackFailure::MissingParameters
+            });
+        };
+        let tenant = state
+            .split_once('.')
+            .map(|(t, _)| t)
+            .filter(|t| is_valid_tenant(t))
+            .ok_or(CallbackFailure::UnknownState)?;
+        Ok((state, tenant))
+    }
+
+    /// The failure DocuSign reported in `error`, its code made printable.
+    pub fn reported_failure(&self) -> Option<CallbackFailure> {
+        self.error.as_deref().map(|error| {
+            if error == "access_denied" {
+                CallbackFailure::Declined
+            } else {
+                CallbackFailure::DocuSignError(crate::docusign::sanitize_code(error))
+            }
+        })
+    }
+}
+
 #[derive(Debug)]
 pub enum CallbackOutcome {
     Connected { tenant: String, identity: Identity, environment: crate::config::DocuSignEnvironment },
@@ -186,15 +224,8 @@ pub async fn complete_consent(app: &App, query: CallbackQuery) -> CallbackOutcom
 }
 
 async fn try_complete(app: &App, query: CallbackQuery) -> Result<(String, Identity), CallbackFailure> {
-    let Some(state) = query.state.filter(|s| !s.is_empty() && s.len() <= 256) else {
-        return Err(if query.error.as_deref() == Some("access_denied") {
-            CallbackFailure::Declined
-        } else {
-            CallbackFailure::MissingParameters
-        });
-    };
-    let tenant = state.split_once('.').map(|(t, _)| t).filter(|t| is_valid_tenant(t)).ok_or(CallbackFailure::UnknownState)?;
-    let taken = app.store.take_pending_consent(tenant, &sha256_hex(&state)).await.map_err(|e| {
+    let (state, tenant) = query.state_and_tenant()?;
+    let taken = app.store.take_pending_consent(tenant, &sha256_hex(state)).await.map_err(|e| {
         dependency_failure("reading the pending consent", &e);
         CallbackFailure::Unavailable
     })?;
@@ -204,12 +235,8 @@ async fn try_complete(app: &App, query: CallbackQuery) -> Result<(String, Identi
         TakeConsent::Unknown => return Err(CallbackFailure::UnknownState),
     };
     // The consent is used up from here on, whatever happens next.
-    if let Some(error) = query.error {
-        return Err(if error == "access_denied" {
-            CallbackFailure::Declined
-        } else {
-            CallbackFailure::DocuSignError(crate::docusign::sanitize_code(&error))
-        });
+    if let Some(failure) = query.reported_failure() {
+        return Err(failure);
     }
     let now = app.clock.now();
     if now >= pending.expires_at {
@@ -218,7 +245,7 @@ async fn try_complete(app: &App, query: CallbackQuery) -> Result<(String, Identi
     if pending.environment != app.config.environment {
         return Err(CallbackFailure::OtherEnvironment);
     }
-    let code = query.code.filter(|c| !c.is_empty()).ok_or(CallbackFailure::MissingParameters)?;
+    let code = query.code.as_deref().filter(|c| !c.is_empty()).ok_or(CallbackFailure::MissingParameters)?;
 
     let unavailable = |what: &str, e: &(dyn std::error::Error + 'static)| {
         dependency_failure(what, e);
@@ -227,7 +254,7 @@ async fn try_complete(app: &App, query: CallbackQuery) -> Result<(String, Identi
     let binding = Binding { tenant, record: CONSENT_RECORD };
     let verifier = app.cipher.decrypt(&binding, &pending.verifier).await.map_err(|e| unavailable("decrypting the PKCE verifier", &e))?;
 
-    let grant = app.docusign.exchange_code(&code, &verifier).await.map_err(|e| exchange_failure(&e))?;
+    let grant = app.docusign.exchange_code(code, &verifier).await.map_err(|e| exchange_failure(&e))?;
     let refresh_token = grant.refresh_token.ok_or_else(|| {
         tracing::warn!("DocuSign's token answer had no refresh token");
         CallbackFailure::ExchangeFailed
@@ -317,4 +344,28 @@ pub async fn disconnect(app: &App, caller: &Caller) -> Result<(), ApiError> {
     app.store.delete_connection(&caller.tenant).await?;
     tracing::info!(tenant = %caller.tenant, admin = %caller.user, "DocuSign disconnected");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(raw: &str) -> CallbackQuery {
+        CallbackQuery::from_params(&raw.parse().unwrap())
+    }
+
+    #[test]
+    fn the_callback_query_names_the_tenant_of_its_state() {
+        let q = query("code=c&state=acme-1.abc&code=other");
+        assert_eq!(q.code.as_deref(), Some("c"));
+        assert_eq!(q.state_and_tenant(), Ok(("acme-1.abc", "acme-1")));
+        assert_eq!(q.reported_failure(), None);
+        assert_eq!(query("code=c").state_and_tenant(), Err(CallbackFailure::MissingParameters));
+        assert_eq!(query("error=access_denied").state_and_tenant(), Err(CallbackFailure::Declined));
+        for state in ["nodot", "a%2Fb.x", ".x", &format!("{}.x", "t".repeat(65)), &format!("t.{}", "x".repeat(256))] {
+            assert!(query(&format!("state={state}")).state_and_tenant().is_err(), "{state}");
+        }
+        let q = query("state=t.x&error=server%20error%3Cb%3E");
+        assert_eq!(q.reported_failure(), Some(CallbackFailure::DocuSignError("servererrorb".into())));
+    }
 }

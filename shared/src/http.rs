@@ -151,9 +151,7 @@ pub async fn callback(app: &App, request: Request) -> HttpResult {
         let failure = connect::CallbackFailure::MissingParameters;
         return Ok(html_response(StatusCode::METHOD_NOT_ALLOWED, &nonce, pages::failed(&nonce, &failure, origin)));
     }
-    let params = request.query_string_parameters();
-    let first = |name: &str| params.first(name).map(str::to_owned);
-    let query = CallbackQuery { code: first("code"), state: first("state"), error: first("error") };
+    let query = CallbackQuery::from_params(&request.query_string_parameters());
     Ok(match connect::complete_consent(app, query).await {
         CallbackOutcome::Connected { identity, environment, .. } => html_response(
             StatusCode::OK,

@@ -8,7 +8,7 @@ use crate::cipher::BoxError;
 
 pub mod esign;
 pub mod oauth;
-mod wire;
+pub mod wire;
 
 /// Tokens from DocuSign's token endpoint.
 #[derive(Debug)]
@@ -87,7 +87,7 @@ impl OAuthError {
 }
 
 /// Keeps an error code printable and bounded whatever the server sent.
-pub(crate) fn sanitize_code(code: &str) -> String {
+pub fn sanitize_code(code: &str) -> String {
     code.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect()
 }
 

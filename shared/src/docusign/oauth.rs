@@ -11,13 +11,13 @@ use oauth2::basic::{BasicErrorResponse, BasicRevocationErrorResponse, BasicToken
 use oauth2::{
     AsyncHttpClient, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
     HttpRequest, HttpResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
-    RequestTokenError, Scope, StandardRevocableToken, TokenResponse, TokenUrl,
+    RequestTokenError, Scope, StandardRevocableToken, TokenUrl,
 };
 use reqwest::header::{AUTHORIZATION, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::wire::{DsTokenResponse, UserInfoWire};
-use super::{Account, DocuSignAuth, OAuthError, TokenGrant, UserInfo};
+use super::wire::DsTokenResponse;
+use super::{DocuSignAuth, OAuthError, TokenGrant, UserInfo};
 
 type Client = oauth2::Client<
     BasicErrorResponse,
@@ -104,11 +104,7 @@ impl DocuSignOAuth {
             RequestTokenError::Parse(..) => OAuthError::InvalidResponse("token answer is not the expected JSON"),
             RequestTokenError::Other(_) => OAuthError::InvalidResponse("token answer is not JSON"),
         })?;
-        Ok(TokenGrant {
-            access_token: SecretString::from(answer.access_token().secret().to_owned()),
-            refresh_token: answer.refresh_token().map(|r| SecretString::from(r.secret().to_owned())),
-            expires_in: answer.expires_in,
-        })
+        Ok(TokenGrant::from(answer))
     }
 }
 
@@ -207,22 +203,6 @@ impl DocuSignAuth for DocuSignOAuth {
             return Err(OAuthError::Rejected { code: format!("userinfo_http_{}", status.as_u16()), description: None });
         }
         let body = response.bytes().await.map_err(|e| OAuthError::Network(Box::new(e.without_url())))?;
-        let wire: UserInfoWire =
-            serde_json::from_slice(&body).map_err(|_| OAuthError::InvalidResponse("userinfo answer is not the expected JSON"))?;
-        Ok(UserInfo {
-            sub: wire.sub,
-            name: wire.name.unwrap_or_default(),
-            email: wire.email.unwrap_or_default(),
-            accounts: wire
-                .accounts
-                .into_iter()
-                .map(|a| Account {
-                    account_name: a.account_name.unwrap_or_else(|| a.account_id.clone()),
-                    account_id: a.account_id,
-                    base_uri: a.base_uri.trim_end_matches('/').to_owned(),
-                    is_default: a.is_default,
-                })
-                .collect(),
-        })
+        super::wire::userinfo(&body)
     }
 }

@@ -3,7 +3,44 @@
 
 use oauth2::basic::BasicTokenType;
 use oauth2::{AccessToken, RefreshToken, Scope, TokenResponse};
+use secrecy::SecretString;
 use serde::{Deserialize, Deserializer, Serialize};
+
+use super::{Account, OAuthError, TokenGrant, UserInfo};
+
+/// The token endpoint's answer, as oauth2 parses it (`DsTokenResponse`
+/// through serde_json), kept to what the connector uses.
+impl From<DsTokenResponse> for TokenGrant {
+    fn from(answer: DsTokenResponse) -> Self {
+        TokenGrant {
+            access_token: SecretString::from(answer.access_token().secret().to_owned()),
+            refresh_token: answer.refresh_token().map(|r| SecretString::from(r.secret().to_owned())),
+            expires_in: answer.expires_in,
+        }
+    }
+}
+
+/// `/oauth/userinfo`'s answer body. The body is never quoted in the error:
+/// it may hold personal data.
+pub fn userinfo(body: &[u8]) -> Result<UserInfo, OAuthError> {
+    let wire: UserInfoWire =
+        serde_json::from_slice(body).map_err(|_| OAuthError::InvalidResponse("userinfo answer is not the expected JSON"))?;
+    Ok(UserInfo {
+        sub: wire.sub,
+        name: wire.name.unwrap_or_default(),
+        email: wire.email.unwrap_or_default(),
+        accounts: wire
+            .accounts
+            .into_iter()
+            .map(|a| Account {
+                account_name: a.account_name.unwrap_or_else(|| a.account_id.clone()),
+                account_id: a.account_id,
+                base_uri: a.base_uri.trim_end_matches('/').to_owned(),
+                is_default: a.is_default,
+            })
+            .collect(),
+    })
+}
 
 #[derive(Debug, Deserialize, Serialize)]
 pub struct DsTokenResponse {
