@@ -13,10 +13,14 @@
 //!    whose refresh token it presents. A later holder that finds that mark on
 //!    the current version knows the token was presented and its answer never
 //!    stored (the process died): it does not present it again, and the
-//!    connection needs a new consent (documented in the README);
+//!    connection needs a new consent (documented in the README). It
+//!    presents only with [`PRESENT_MIN_LEFT`] before its deadline, so the
+//!    answer can be stored before the invocation ends;
 //! 4. the new access and refresh tokens are written together, fenced on the
 //!    connection id and version, before anything else is done with them, and
-//!    retried until the deadline; a final failure is one alarm-grade log line;
+//!    retried until the deadline; a final failure is one alarm-grade log line.
+//!    A write the fence refuses (disconnected or reconnected meanwhile) drops
+//!    the tokens and starts over on what is stored;
 //! 5. the lease is released (which clears the mark).
 
 use std::time::Duration as StdDuration;
@@ -37,6 +41,12 @@ use crate::store::{
 /// [`PRESENT_MARGIN`] of it is left, which covers DocuSign's HTTP timeout.
 pub const LEASE_SECS: i64 = 45;
 pub const PRESENT_MARGIN_SECS: i64 = 20;
+/// A refresh token is presented only with at least this long left before
+/// the caller's deadline: DocuSign may take its whole HTTP timeout (10 s,
+/// `docusign::oauth::http_client`) to answer, and the answer must then be
+/// encrypted and stored. A Lambda reaching its deadline after presenting
+/// would die holding the only copy of the new tokens.
+pub const PRESENT_MIN_LEFT: StdDuration = StdDuration::from_secs(12);
 /// How often a waiting caller looks for the lease holder's result.
 const WAIT_POLL: StdDuration = StdDuration::from_millis(150);
 
@@ -75,6 +85,10 @@ pub enum RefreshError {
     /// Another caller holds the lease and did not finish before our deadline.
     #[error("another refresh of this tenant is in progress")]
     Busy,
+    /// Less than [`PRESENT_MIN_LEFT`] was left before the deadline: nothing
+    /// was presented, the connection is as it was.
+    #[error("too little time left before the deadline to present the refresh token")]
+    DeadlineNear,
     #[error("token store failed")]
     Store(#[from] StoreError),
     #[error("token cipher failed")]
@@ -191,6 +205,10 @@ async fn refresh_holding_lease(
         .cipher
         .decrypt(&Binding { tenant, record: REFRESH_KEY }, &current.refresh_token)
         .await?;
+    if Instant::now() + PRESENT_MIN_LEFT > deadline {
+        tracing::info!(tenant, "deadline too near to present the refresh token; not refreshed");
+        return Err(RefreshError::DeadlineNear);
+    }
     match app
         .store
         .mark_presented(tenant, owner, &current.connection_id, current.version, now + Duration::seconds(PRESENT_MARGIN_SECS))

@@ -31,8 +31,13 @@ pub const REFRESH_WINDOW_HOURS: i64 = 4;
 /// calls of one tenant are sequential; tenants overlap up to this).
 pub const CONCURRENCY: usize = 16;
 /// No refresh starts with less than this left before the Lambda deadline:
-/// one refresh needs at most the DocuSign timeout plus a few AWS calls.
-pub const START_MARGIN: StdDuration = StdDuration::from_secs(20);
+/// the refresh's own deadline is [`FINISH_MARGIN`] earlier, and it presents a
+/// token only with [`crate::refresh::PRESENT_MIN_LEFT`] (DocuSign's timeout
+/// plus the write) still left; the rest is for the lease, reads and decrypt.
+pub const START_MARGIN: StdDuration = StdDuration::from_secs(25);
+/// Kept back from the Lambda deadline after the last refresh's write
+/// attempts, for the sweep to count, log and answer.
+pub const FINISH_MARGIN: StdDuration = StdDuration::from_secs(8);
 
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
 pub struct Summary {
@@ -96,12 +101,14 @@ pub async fn sweep(app: &App, deadline: Instant) -> Result<Summary, SweepError> 
                     tracing::info!(tenant = %tenant, outcome = "left", "deadline near; left for the next run");
                     return Outcome::Left;
                 }
-                let result = ensure_fresh(app, tenant, need, deadline - START_MARGIN / 2).await;
+                let result = ensure_fresh(app, tenant, need, deadline - FINISH_MARGIN).await;
                 let outcome = match &result {
                     Ok(Refreshed::Fresh { refreshed_here: true, .. }) => Outcome::Refreshed,
                     Ok(Refreshed::Fresh { .. }) | Ok(Refreshed::NotConnected) => Outcome::Skipped,
                     Ok(Refreshed::ReauthRequired) => Outcome::ReauthRequired,
                     Err(RefreshError::Store(StoreError::Conflict)) => Outcome::Skipped,
+                    // Nothing was presented; still due next run.
+                    Err(RefreshError::DeadlineNear) => Outcome::Left,
                     Err(_) => Outcome::Failed,
                 };
                 match &result {
@@ -200,6 +207,12 @@ mod tests {
         }
         assert_eq!(line["refreshed"], 2);
         assert_eq!(line["Function"], "token-refresh");
+    }
+
+    #[test]
+    fn a_refresh_started_at_the_margin_has_time_to_present_and_store() {
+        let spare = START_MARGIN.checked_sub(FINISH_MARGIN + crate::refresh::PRESENT_MIN_LEFT);
+        assert!(spare.is_some_and(|s| s >= StdDuration::from_secs(3)), "{spare:?} for the lease, reads and decrypt");
     }
 
     #[test]

@@ -197,6 +197,10 @@ fn refresh_failure(e: RefreshError) -> ApiError {
             (until - chrono::Utc::now()).num_seconds().clamp(1, 900) as u64,
         ),
         RefreshError::Busy => ApiError::upstream_unavailable("the connection's token is being refreshed; try again", 2),
+        RefreshError::DeadlineNear => ApiError::upstream_unavailable(
+            "too little time was left to refresh the connection's DocuSign token; try again",
+            1,
+        ),
         RefreshError::Store(e) => e.into(),
         RefreshError::Cipher(e) => e.into(),
         RefreshError::TokensLost(_) => ApiError::upstream_unavailable(

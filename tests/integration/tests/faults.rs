@@ -117,7 +117,8 @@ async fn tokens_that_can_never_be_stored_are_not_presented_again() {
     let broken = FlakyEncrypt { inner: env.kms_cipher().await, fail_encrypts: AtomicU32::new(u32::MAX) };
     let app = env.app_with(None, Some(Box::new(broken))).await;
     let need = Need::Due { window: chrono::Duration::hours(4) };
-    let r = ensure_fresh(&app, &t, &need, Instant::now() + Duration::from_secs(3)).await;
+    // Long enough to present (`PRESENT_MIN_LEFT`), then write attempts until the deadline.
+    let r = ensure_fresh(&app, &t, &need, Instant::now() + Duration::from_secs(14)).await;
     assert!(matches!(r, Err(RefreshError::TokensLost(_))), "{r:?}");
     assert_eq!(env.item(&t, AUTH_KEY).await.unwrap()["version"].as_n().unwrap(), "1", "nothing half-written");
 
@@ -266,7 +267,7 @@ async fn a_fenced_write_throttled_until_the_deadline_keeps_the_mark_and_never_re
     let app = env.app_through(&proxy).await;
     proxy.fail(target::TRANSACT_WRITE, AwsFault::ProvisionedThroughputExceeded, u32::MAX);
     let need = Need::Due { window: chrono::Duration::hours(4) };
-    let r = ensure_fresh(&app, &t, &need, Instant::now() + Duration::from_secs(4)).await;
+    let r = ensure_fresh(&app, &t, &need, Instant::now() + Duration::from_secs(14)).await;
     assert!(matches!(r, Err(RefreshError::TokensLost(_))), "{r:?}");
     assert!(proxy.seen(target::TRANSACT_WRITE) >= 3, "retried: {}", proxy.seen(target::TRANSACT_WRITE));
     assert_eq!(env.sim.stats().refresh_grants_ok, 1, "DocuSign rotated the token");
@@ -484,4 +485,109 @@ async fn concurrent_callbacks_with_the_same_state_connect_once() {
     assert_eq!(env.sim.stats().code_grants, 1, "the code was exchanged once");
     assert_whole(&env, &t).await;
     assert_eq!(env.status(&t).await["status"], "active");
+}
+
+// ---- the Lambda deadline arriving mid-refresh -------------------------------------------
+
+/// DocuSign answers a refresh grant only after our 10 s HTTP timeout, and
+/// processes it (rotates the token) all the same. The sweep starts a refresh
+/// only with `START_MARGIN` left, so the timeout ends the refresh before the
+/// Lambda deadline: the connection stays active, nothing half-written, the
+/// lease released. The spent token is then presented again by the next run:
+/// under strict rotation that is a reuse, DocuSign refuses it, and the
+/// connection is `reauth_required` (documented in the README's fault table).
+#[tokio::test]
+async fn docusign_answering_a_refresh_after_our_timeout_ends_before_the_deadline_and_the_next_run_decides() {
+    let env = TestEnv::start().await;
+    let t = tenant();
+    env.connect(&t).await;
+    env.advance(5 * 3600);
+    env.sim.push_fault(Endpoint::Token, Fault::Delay { ms: 11_000 }, 1);
+    let budget = shared::sweep::START_MARGIN + Duration::from_secs(1);
+    let started = Instant::now();
+    let run = shared::sweep::sweep(&env.app, started + budget).await.unwrap();
+    assert!(started.elapsed() < budget, "the refresh outlasted the invocation: {:?}", started.elapsed());
+    assert_eq!((run.due, run.failed), (1, 1), "{run:?}");
+    assert_whole(&env, &t).await;
+    assert_eq!(env.status(&t).await["status"], "active");
+    let refresh = env.item(&t, REFRESH_KEY).await.unwrap();
+    assert_eq!((refresh["version"].as_n().unwrap().as_str(), refresh["last_error"].as_s().unwrap().as_str()), ("1", "network"));
+    assert!(env.item(&t, shared::store::LEASE_KEY).await.map_or(true, |l| !l.contains_key("owner")), "lease released");
+
+    let rotated = async {
+        while env.sim.stats().refresh_grants_ok == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), rotated).await.expect("DocuSign processed the grant after our timeout");
+    let run = env.sweep().await;
+    assert_eq!(run.reauth_required, 1, "{run:?}");
+    assert_eq!(env.sim.stats().refresh_token_reuse, 1, "the spent token was presented again");
+    assert_eq!(env.item(&t, REFRESH_KEY).await.unwrap()["last_error"].as_s().unwrap(), "invalid_grant");
+    assert_whole(&env, &t).await;
+}
+
+/// AWS is so slow that, once the lease is taken, too little time is left for
+/// DocuSign's answer and the write: the refresh token is not presented, the
+/// tenant is `left` for the next run, which refreshes it.
+#[tokio::test]
+async fn a_sweep_whose_deadline_comes_too_near_before_presenting_presents_nothing() {
+    let env = TestEnv::start().await;
+    let t = tenant();
+    env.connect(&t).await;
+    env.advance(5 * 3600);
+    let proxy = env.aws_faults().await;
+    let app = env.app_through(&proxy).await;
+    proxy.fail(target::UPDATE_ITEM, AwsFault::Delay(Duration::from_secs(6)), 1); // taking the lease
+    let budget = shared::sweep::START_MARGIN + Duration::from_secs(1);
+    let started = Instant::now();
+    let run = shared::sweep::sweep(&app, started + budget).await.unwrap();
+    assert!(started.elapsed() < budget);
+    assert_eq!((run.due, run.left, run.failed), (1, 1, 0), "{run:?}");
+    assert_eq!(env.sim.stats().refresh_grants, 0, "not presented");
+    assert!(env.item(&t, shared::store::LEASE_KEY).await.map_or(true, |l| !l.contains_key("owner")), "lease released");
+    assert_eq!(env.item(&t, REFRESH_KEY).await.unwrap().get("last_error"), None, "nothing failed");
+    let run = env.sweep().await;
+    assert_eq!(run.refreshed, 1, "{run:?}");
+    assert_eq!(env.sim.stats().refresh_token_reuse, 0);
+}
+
+/// A send whose stored access token has expired needs a refresh, but its
+/// invocation has less time left than DocuSign may take to answer: it does
+/// not present the refresh token (Lambda would end the invocation holding
+/// DocuSign's only copy of the new tokens, and the connection would need a
+/// new consent). It answers 503 with Retry-After before its deadline; the
+/// next run refreshes. A token still valid for a while is sent with instead.
+#[tokio::test]
+async fn a_send_with_too_little_time_left_for_a_refresh_does_not_present_the_token() {
+    let env = TestEnv::start().await;
+    let t = tenant();
+    env.connect(&t).await;
+    env.advance(9 * 3600);
+    env.sim.push_fault(Endpoint::Token, Fault::Delay { ms: 8000 }, 1);
+    let token = user_token(&t);
+    let body = envelope_body();
+    let budget = Duration::from_secs(9);
+    let call = Call { token: Some(&token), body: Some(&body), budget: Some(budget), ..Call::new(Route::Envelopes, "POST") };
+    let started = Instant::now();
+    let a = env.send_call(&env.app, call).await;
+    assert!(started.elapsed() < budget, "answered after the deadline: {:?}", started.elapsed());
+    assert_eq!((a.status, a.error_code().as_str()), (503, "upstream_unavailable"), "{}", a.body);
+    assert!(a.header("retry-after").is_some());
+    let stats = env.sim.stats();
+    assert_eq!((stats.refresh_grants, stats.envelope_calls), (0, 0), "{stats:?}");
+    assert_whole(&env, &t).await;
+    assert_eq!(env.status(&t).await["status"], "active");
+
+    env.sim.clear_faults();
+    assert_eq!(env.sweep().await.refreshed, 1, "the next run refreshes");
+    assert_eq!(env.sim.stats().refresh_token_reuse, 0);
+
+    // Three minutes left on the access token (inside the 5-minute margin):
+    // no time to refresh, so the send goes ahead with it.
+    env.advance(8 * 3600 - 3 * 60);
+    let call = Call { token: Some(&token), body: Some(&body), budget: Some(budget), ..Call::new(Route::Envelopes, "POST") };
+    let a = env.send_call(&env.app, call).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    assert_eq!(env.sim.stats().refresh_grants, 1, "no second refresh");
 }

@@ -294,11 +294,11 @@ async fn a_forced_refresh_after_a_rejected_token_happens_once() {
         connection_id: auth["connection_id"].as_s().unwrap().clone(),
         version: auth["version"].as_n().unwrap().parse().unwrap(),
     };
-    let first = ensure_fresh(&env.app, &t, &need, soon(10)).await.unwrap();
+    let first = ensure_fresh(&env.app, &t, &need, soon(20)).await.unwrap();
     let Refreshed::Fresh { access_token: Some(token), refreshed_here: true, .. } = first else { panic!("{first:?}") };
     assert!(env.sim.valid_access_token(token.expose_secret()));
     // The same 401 seen by a second caller does not refresh again.
-    let second = ensure_fresh(&env.app, &t, &need, soon(10)).await.unwrap();
+    let second = ensure_fresh(&env.app, &t, &need, soon(20)).await.unwrap();
     assert!(matches!(second, Refreshed::Fresh { refreshed_here: false, .. }));
     assert_eq!(env.sim.stats().refresh_grants, 1);
 }
