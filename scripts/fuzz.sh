@@ -40,7 +40,11 @@ fi
 
 cd fuzz
 # The committed lock file is the one used (cargo fuzz has no --locked).
-cargo metadata --locked --format-version 1 >/dev/null
+if ! cargo metadata --locked --format-version 1 >/dev/null; then
+  echo "fuzz: fuzz/Cargo.lock is out of date (shared's dependencies changed?):" \
+    "run 'cargo metadata --format-version 1 >/dev/null' in fuzz/ and commit fuzz/Cargo.lock" >&2
+  exit 1
+fi
 echo "fuzz: building every target (sanitizer: $SANITIZER)"
 cargo fuzz build --dev -s "$SANITIZER" --target-dir "../$TARGET_DIR"
 targets=$(cargo fuzz list)
