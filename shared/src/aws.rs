@@ -7,13 +7,23 @@
 //! - the trust store is Mozilla's root certificates compiled into the binary
 //!   (`webpki-root-certs`, the set reqwest trusts for DocuSign too) instead of
 //!   the system's certificate files, which the default client reads and parses
-//!   before the first poll (on Debian, a bundle and then 146 files).
+//!   before the first poll (on Debian, a bundle and then 146 files);
+//! - the client, and with it the trust store (about 1 ms to parse), is built
+//!   once, at the first request, and shared by every SDK client of the
+//!   process (`BuildOnFirstUse`).
 //!
 //! Updating the roots is a dependency update and a rebuild, as for reqwest.
 
+use std::borrow::Cow;
+use std::sync::OnceLock;
+
 use aws_config::{BehaviorVersion, SdkConfig};
-use aws_sdk_kms::config::SharedHttpClient;
+use aws_sdk_kms::config::{ConfigBag, SharedHttpClient};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{HttpClient, HttpConnectorSettings, SharedHttpConnector};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use base64::Engine as _;
 
 /// Mozilla's root certificates as PEM, the form the SDK's trust store takes.
@@ -37,16 +47,50 @@ fn pem(der: &[u8]) -> String {
     out
 }
 
+/// The smithy hyper client builds a connector (trust store included) each
+/// time a configuration is validated, and throws it away: once when the
+/// `SdkConfig` is loaded and once per SDK client built, so that native
+/// certificates are read early. It builds and caches the one it uses at the
+/// first request. Measured (`bench/init-steps`), those throw-away builds were
+/// about 3.5 ms of a 7 ms init. This wrapper leaves validation out and builds
+/// the client, PEM roots included, at the first request: the trust store is
+/// parsed once per process, when a request needs it.
+#[derive(Debug, Default)]
+struct BuildOnFirstUse(OnceLock<SharedHttpClient>);
+
+impl BuildOnFirstUse {
+    fn client(&self) -> &SharedHttpClient {
+        self.0.get_or_init(|| {
+            let context = TlsContext::builder()
+                .with_trust_store(mozilla_roots())
+                .build()
+                .expect("a rustls TLS context with a trust store always builds");
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+                .tls_context(context)
+                .build_https()
+        })
+    }
+}
+
+impl HttpClient for BuildOnFirstUse {
+    fn http_connector(&self, settings: &HttpConnectorSettings, components: &RuntimeComponents) -> SharedHttpConnector {
+        self.client().http_connector(settings, components)
+    }
+
+    fn validate_final_config(&self, components: &RuntimeComponents, cfg: &ConfigBag) -> Result<(), BoxError> {
+        self.client().validate_final_config(components, cfg)
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        // What the wrapped hyper client reports, without building it.
+        Some(ConnectorMetadata::new("hyper", Some(Cow::Borrowed("1.x"))))
+    }
+}
+
 /// The HTTPS client every SDK client of the process shares.
 pub fn http_client() -> SharedHttpClient {
-    let context = TlsContext::builder()
-        .with_trust_store(mozilla_roots())
-        .build()
-        .expect("a rustls TLS context with a trust store always builds");
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .tls_context(context)
-        .build_https()
+    SharedHttpClient::new(BuildOnFirstUse::default())
 }
 
 /// The SDK configuration from the environment (region, credentials,
