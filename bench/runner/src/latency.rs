@@ -102,6 +102,45 @@ fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
 }
 
+#[derive(Clone, Copy)]
+struct Rounds {
+    warmup: usize,
+    samples: usize,
+    timeout: Duration,
+}
+
+/// `warmup + samples` rounds of one invocation through `process` (its answer
+/// must pass `ok`) then the same work made directly; warm-up rounds are not kept.
+async fn alternate<D, F>(
+    process: &FunctionProcess,
+    event: serde_json::Value,
+    rounds: Rounds,
+    direct: D,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> R<Samples>
+where
+    D: Fn() -> F,
+    F: std::future::Future<Output = R<()>>,
+{
+    let mut samples = Samples::default();
+    for i in 0..rounds.warmup + rounds.samples {
+        let t = Instant::now();
+        let answer = crate::runtime::invoke(process, event.clone(), rounds.timeout).await?;
+        let ours = ms(t);
+        if !ok(&answer) {
+            return Err(format!("{} answered {answer}", event["routeKey"]).into());
+        }
+        let t = Instant::now();
+        direct().await?;
+        let base = ms(t);
+        if i >= rounds.warmup {
+            samples.ours_ms.push(ours);
+            samples.direct_ms.push(base);
+        }
+    }
+    Ok(samples)
+}
+
 pub async fn run(world: &World, connection_bin: &Path, send_bin: &Path, samples: usize, warmup: usize, log_dir: &Path) -> R<Latency> {
     let env_vars = world.function_env().await;
     let direct = Direct {
@@ -115,50 +154,22 @@ pub async fn run(world: &World, connection_bin: &Path, send_bin: &Path, samples:
     let token = user_token(&world.tenant);
     let timeout = Duration::from_secs(20);
 
+    let rounds = Rounds { warmup, samples, timeout };
     progress(format!("warm latency: GET /docusign/connection, {samples} samples"));
-    let mut connection = Samples::default();
-    {
-        let process = FunctionProcess::spawn_binary(connection_bin, "connection", &env_vars, log_dir).await;
-        let event = http_event("GET", "/docusign/connection", "", Some(&token), None);
-        for i in 0..warmup + samples {
-            let t = Instant::now();
-            let answer = crate::runtime::invoke(&process, event.clone(), timeout).await?;
-            let ours = ms(t);
-            let body: serde_json::Value = serde_json::from_str(answer["body"].as_str().unwrap_or_default()).unwrap_or_default();
-            if status_of(&answer) != 200 || body["connected"] != true {
-                return Err(format!("connection answered {answer}").into());
-            }
-            let t = Instant::now();
-            direct.connection().await?;
-            let base = ms(t);
-            if i >= warmup {
-                connection.ours_ms.push(ours);
-                connection.direct_ms.push(base);
-            }
-        }
-    }
+    let process = FunctionProcess::spawn_binary(connection_bin, "connection", &env_vars, log_dir).await;
+    let event = http_event("GET", "/docusign/connection", "", Some(&token), None);
+    let connection = alternate(&process, event, rounds, || direct.connection(), |answer| {
+        let body: serde_json::Value = serde_json::from_str(answer["body"].as_str().unwrap_or_default()).unwrap_or_default();
+        status_of(answer) == 200 && body["connected"] == true
+    })
+    .await?;
+    drop(process);
 
     progress(format!("warm latency: POST /docusign/envelopes, {samples} samples"));
-    let mut envelopes = Samples::default();
-    {
-        let process = FunctionProcess::spawn_binary(send_bin, "send-envelope", &env_vars, log_dir).await;
-        let event = http_event("POST", "/docusign/envelopes", "", Some(&token), Some(&direct.body));
-        for i in 0..warmup + samples {
-            let t = Instant::now();
-            let answer = crate::runtime::invoke(&process, event.clone(), timeout).await?;
-            let ours = ms(t);
-            if status_of(&answer) != 201 {
-                return Err(format!("send-envelope answered {answer}").into());
-            }
-            let t = Instant::now();
-            direct.send().await?;
-            let base = ms(t);
-            if i >= warmup {
-                envelopes.ours_ms.push(ours);
-                envelopes.direct_ms.push(base);
-            }
-        }
-    }
+    let process = FunctionProcess::spawn_binary(send_bin, "send-envelope", &env_vars, log_dir).await;
+    let event = http_event("POST", "/docusign/envelopes", "", Some(&token), Some(&direct.body));
+    let envelopes = alternate(&process, event, rounds, || direct.send(), |answer| status_of(answer) == 201).await?;
+    drop(process);
 
     // AWS calls per request, counted in process on the same handlers.
     let per = 10u64;
