@@ -15,7 +15,7 @@ fuzz_target!(|raw: &str| {
             assert!(state.starts_with(tenant) && state[tenant.len()..].starts_with('.'));
             assert!(!tenant.is_empty() && tenant.len() <= 64);
             assert!(tenant.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
-            assert_eq!(shared::connect::sha256_hex(state).len(), 64);
+            assert_eq!(shared::crypto::sha256_hex(state).len(), 64);
         }
         Err(failure) => assert!(matches!(
             failure,

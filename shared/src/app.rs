@@ -18,10 +18,13 @@ use crate::store::TokenStore;
 use {
     crate::cipher::{decrypt_config_secret, KmsCipher},
     crate::clock::SystemClock,
-    crate::config::{Needs, SecretSource},
+    crate::config::Needs,
+    crate::store::dynamo::DynamoStore,
+};
+use {
+    crate::config::SecretSource,
     crate::docusign::esign::HttpEsign,
     crate::docusign::oauth::{http_client, DocuSignOAuth, OAuthSettings},
-    crate::store::dynamo::DynamoStore,
     secrecy::{ExposeSecret, SecretString},
 };
 
@@ -51,9 +54,85 @@ pub enum StartupError {
     Unusable { variable: &'static str, reason: String },
 }
 
+/// The adapters behind the ports: DynamoDB, KMS and the system clock in a
+/// function ([`App::from_env`]); fakes such as
+/// [`crate::store::memory::MemoryStore`] in tests.
+pub struct Ports {
+    pub store: Arc<dyn TokenStore>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub cipher: Box<dyn TokenCipher>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The configuration's secrets, resolved (decrypted where given as ciphertext).
+pub struct Secrets {
+    pub docusign: SecretString,
+    /// The rotation's second client secret (`DOCUSIGN_SECRET_KEY_NEXT`).
+    pub docusign_next: Option<SecretString>,
+    pub crm_jwt: Option<SecretString>,
+}
+
+impl Secrets {
+    /// The secrets the configuration holds in plain text (local runs,
+    /// tests); one given as ciphertext is left out.
+    pub fn plain(config: &Config) -> Self {
+        let plain = |source: Option<&SecretSource>| match source {
+            Some(SecretSource::Plain(secret)) => Some(secret.clone()),
+            _ => None,
+        };
+        Self {
+            docusign: plain(Some(&config.secret_key)).unwrap_or_else(|| SecretString::from(String::new())),
+            docusign_next: plain(config.secret_key_next.as_ref()),
+            crm_jwt: plain(config.crm_jwt_secret.as_ref()),
+        }
+    }
+}
+
+impl App {
+    /// Builds the context from the configuration, its resolved secrets and
+    /// the adapters behind the ports; the DocuSign adapters are HTTP.
+    pub fn assemble(config: Config, secrets: Secrets, ports: Ports) -> Result<Self, StartupError> {
+        let http = http_client();
+        let jwt = crm_jwt_verifier(&config, secrets.crm_jwt.as_ref())?;
+        let docusign = DocuSignOAuth::new(
+            OAuthSettings {
+                oauth_base_url: &config.oauth_base_url,
+                integration_key: &config.integration_key,
+                secret_key: secrets.docusign,
+                secret_key_next: secrets.docusign_next,
+                redirect_uri: config.redirect_uri.as_ref().map(|u| u.as_str()),
+                scopes: &config.scopes,
+            },
+            http.clone(),
+        )
+        .map_err(|e| StartupError::Unusable { variable: "DOCUSIGN_OAUTH_BASE_URL", reason: e.to_string() })?;
+        let Ports { store, idempotency, cipher, clock } = ports;
+        Ok(Self {
+            config,
+            jwt,
+            store,
+            idempotency,
+            cipher,
+            docusign: Box::new(docusign),
+            esign: Box::new(HttpEsign::new(http)),
+            clock,
+        })
+    }
+}
+
+#[cfg(feature = "aws")]
+impl Ports {
+    /// DynamoDB for both stores, with the given cipher and clock.
+    pub fn dynamo(store: DynamoStore, cipher: Box<dyn TokenCipher>, clock: Arc<dyn Clock>) -> Self {
+        let store = Arc::new(store);
+        Self { store: store.clone(), idempotency: store, cipher, clock }
+    }
+}
+
 #[cfg(feature = "aws")]
 impl App {
-    /// Reads the environment, builds the AWS and DocuSign clients.
+    /// Reads the environment, resolves its secrets with KMS and wires the
+    /// AWS adapters: what every function does at cold start.
     pub async fn from_env(needs: Needs) -> Result<Self, StartupError> {
         let config = Config::from_env(needs)?;
         let aws = crate::aws::sdk_config().await;
@@ -66,51 +145,54 @@ impl App {
             // stays undecrypted (no KMS call at cold start, no permission).
             SecretString::from(String::new())
         };
+        // The rotation's second secret, only where the first is decrypted. A
+        // ciphertext carries the same encryption context as the first
+        // (`connector_secret=DOCUSIGN_SECRET_KEY`): the same IAM condition
+        // allows it, and at the swap it moves over unchanged.
+        let secret_key_next = match (&config.secret_key_next, needs.docusign_secret) {
+            (Some(source), true) => Some(resolve(&kms, source, "DOCUSIGN_SECRET_KEY").await.map_err(|e| match e {
+                StartupError::Unusable { reason, .. } => {
+                    StartupError::Unusable { variable: "DOCUSIGN_SECRET_KEY_NEXT", reason }
+                }
+                other => other,
+            })?),
+            _ => None,
+        };
         let jwt_secret = match &config.crm_jwt_secret {
             Some(source) => Some(resolve(&kms, source, "CRM_JWT_SECRET").await?),
             None => None,
         };
-        let store = DynamoStore::new(dynamo, config.token_table.clone());
-        let cipher = KmsCipher::new(kms, config.token_key_id.clone());
-        Self::assemble(config, secret_key, jwt_secret, Arc::new(store), Box::new(cipher), Arc::new(SystemClock))
+        let ports = Ports::dynamo(
+            DynamoStore::new(dynamo, config.token_table.clone()),
+            Box::new(KmsCipher::new(kms, config.token_key_id.clone())),
+            Arc::new(SystemClock),
+        );
+        let secrets = Secrets { docusign: secret_key, docusign_next: secret_key_next, crm_jwt: jwt_secret };
+        Self::assemble(config, secrets, ports)
     }
+}
 
-    /// Builds the context from resolved secrets and the given store, cipher and clock.
-    pub fn assemble(
-        config: Config,
-        secret_key: SecretString,
-        jwt_secret: Option<SecretString>,
-        dynamo: Arc<DynamoStore>,
-        cipher: Box<dyn TokenCipher>,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, StartupError> {
-        let http = http_client();
-        let jwt = jwt_secret
-            .map(|s| JwtVerifier::new(s.expose_secret().as_bytes(), &config.crm_jwt_audience))
-            .transpose()
-            .map_err(|e| StartupError::Unusable { variable: "CRM_JWT_SECRET", reason: e.to_string() })?;
-        let docusign = DocuSignOAuth::new(
-            OAuthSettings {
-                oauth_base_url: &config.oauth_base_url,
-                integration_key: &config.integration_key,
-                secret_key,
-                redirect_uri: config.redirect_uri.as_ref().map(|u| u.as_str()),
-                scopes: &config.scopes,
-            },
-            http.clone(),
-        )
-        .map_err(|e| StartupError::Unusable { variable: "DOCUSIGN_OAUTH_BASE_URL", reason: e.to_string() })?;
-        Ok(Self {
-            config,
-            jwt,
-            store: dynamo.clone(),
-            idempotency: dynamo,
-            cipher,
-            docusign: Box::new(docusign),
-            esign: Box::new(HttpEsign::new(http)),
-            clock,
-        })
+/// The CRM callers' verifier: HS256 with the resolved secret and/or the
+/// JWKS, or none when neither is configured (functions with no CRM route).
+/// A secret shorter than 32 bytes stops the function, naming the variable it
+/// came from.
+fn crm_jwt_verifier(config: &Config, secret: Option<&SecretString>) -> Result<Option<JwtVerifier>, StartupError> {
+    use crate::auth::JwtSettings;
+    if secret.is_none() && config.crm_jwt_jwks_url.is_none() {
+        return Ok(None);
     }
+    let variable = match &config.crm_jwt_secret {
+        Some(SecretSource::KmsCiphertext { variable, .. }) => variable,
+        _ => "CRM_JWT_SECRET",
+    };
+    JwtVerifier::from_settings(JwtSettings {
+        secret: secret.map(|s| s.expose_secret().as_bytes()),
+        jwks_url: config.crm_jwt_jwks_url.as_ref(),
+        audience: &config.crm_jwt_audience,
+        issuer: config.crm_jwt_issuer.as_deref(),
+    })
+    .map(Some)
+    .map_err(|e| StartupError::Unusable { variable, reason: e.to_string() })
 }
 
 #[cfg(feature = "aws")]

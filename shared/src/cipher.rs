@@ -9,14 +9,38 @@ use secrecy::SecretString;
 #[cfg(feature = "aws")]
 use secrecy::ExposeSecret;
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub use crate::error::BoxError;
 
-/// Where a ciphertext belongs; becomes the KMS encryption context.
+/// What a ciphertext is, as the KMS encryption context names it. The
+/// values are fixed forever: every stored token was encrypted under them, so
+/// renaming a DynamoDB key must never change them (a test pins them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// The access token (`docusign_auth` record, and proposals).
+    AccessToken,
+    /// The refresh token (`docusign_refresh` record, and proposals).
+    RefreshToken,
+    /// A pending consent's PKCE verifier.
+    ConsentVerifier,
+}
+
+impl Record {
+    /// The `record` value of the encryption context.
+    pub fn context_value(self) -> &'static str {
+        match self {
+            Self::AccessToken => "docusign_auth",
+            Self::RefreshToken => "docusign_refresh",
+            Self::ConsentVerifier => "consent",
+        }
+    }
+}
+
+/// Where a ciphertext belongs; becomes the KMS encryption context
+/// `{tenant_id: <tenant>, record: <record>}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Binding<'a> {
     pub tenant: &'a str,
-    /// `docusign_auth`, `docusign_refresh` or `consent`.
-    pub record: &'a str,
+    pub record: Record,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +83,7 @@ impl TokenCipher for KmsCipher {
             .key_id(&self.key_id)
             .plaintext(Blob::new(plaintext.expose_secret().as_bytes()))
             .encryption_context("tenant_id", binding.tenant)
-            .encryption_context("record", binding.record)
+            .encryption_context("record", binding.record.context_value())
             .send()
             .await
             .map_err(|e| CipherError::Encrypt(Box::new(e)))?;
@@ -72,9 +96,11 @@ impl TokenCipher for KmsCipher {
         let out = self
             .client
             .decrypt()
+            // Named, so KMS refuses a ciphertext made under any other key.
+            .key_id(&self.key_id)
             .ciphertext_blob(Blob::new(ciphertext))
             .encryption_context("tenant_id", binding.tenant)
-            .encryption_context("record", binding.record)
+            .encryption_context("record", binding.record.context_value())
             .send()
             .await
             .map_err(|e| CipherError::Decrypt(Box::new(e)))?;
@@ -111,4 +137,17 @@ pub async fn decrypt_config_secret(
         .await
         .map_err(|e| CipherError::Decrypt(Box::new(e)))?;
     plaintext(out)
+}
+
+#[cfg(test)]
+mod record_tests {
+    use super::Record;
+
+    #[test]
+    fn the_encryption_context_values_never_change() {
+        // Every stored ciphertext depends on these exact strings.
+        assert_eq!(Record::AccessToken.context_value(), "docusign_auth");
+        assert_eq!(Record::RefreshToken.context_value(), "docusign_refresh");
+        assert_eq!(Record::ConsentVerifier.context_value(), "consent");
+    }
 }

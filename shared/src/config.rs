@@ -7,6 +7,8 @@ use std::fmt;
 use secrecy::SecretString;
 use url::Url;
 
+use crate::docusign::hosts::{ApiHosts, DEFAULT_API_HOSTS};
+
 /// Which DocuSign platform the connector talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DocuSignEnvironment {
@@ -65,14 +67,16 @@ pub struct Needs {
     /// by every function (the contract); only these ever decrypt it, so only
     /// these need `kms:Decrypt` for it.
     pub docusign_secret: bool,
+    /// `CRM_ORIGIN` (oauth-callback: the consent result is posted only there).
+    pub crm_origin: bool,
 }
 
 impl Needs {
-    pub const CONSENT_START: Self = Self { redirect_uri: true, crm_jwt: true, docusign_secret: false };
-    pub const OAUTH_CALLBACK: Self = Self { redirect_uri: true, crm_jwt: false, docusign_secret: true };
-    pub const CONNECTION: Self = Self { redirect_uri: false, crm_jwt: true, docusign_secret: false };
-    pub const SEND_ENVELOPE: Self = Self { redirect_uri: false, crm_jwt: true, docusign_secret: true };
-    pub const TOKEN_REFRESH: Self = Self { redirect_uri: false, crm_jwt: false, docusign_secret: true };
+    pub const CONSENT_START: Self = Self { redirect_uri: true, crm_jwt: true, docusign_secret: false, crm_origin: false };
+    pub const OAUTH_CALLBACK: Self = Self { redirect_uri: true, crm_jwt: false, docusign_secret: true, crm_origin: true };
+    pub const CONNECTION: Self = Self { redirect_uri: false, crm_jwt: true, docusign_secret: false, crm_origin: false };
+    pub const SEND_ENVELOPE: Self = Self { redirect_uri: false, crm_jwt: true, docusign_secret: true, crm_origin: false };
+    pub const TOKEN_REFRESH: Self = Self { redirect_uri: false, crm_jwt: false, docusign_secret: true, crm_origin: false };
 }
 
 #[derive(Debug)]
@@ -82,6 +86,10 @@ pub struct Config {
     pub oauth_base_url: String,
     pub integration_key: String,
     pub secret_key: SecretSource,
+    /// `DOCUSIGN_SECRET_KEY_NEXT` / `DOCUSIGN_SECRET_KEY_NEXT_CIPHERTEXT`: a
+    /// second client secret, tried when DocuSign answers `invalid_client` to
+    /// the first (rotation without downtime).
+    pub secret_key_next: Option<SecretSource>,
     pub redirect_uri: Option<Url>,
     pub scopes: Vec<String>,
     pub account_id: Option<String>,
@@ -89,7 +97,13 @@ pub struct Config {
     pub token_key_id: String,
     pub crm_jwt_secret: Option<SecretSource>,
     pub crm_jwt_audience: String,
+    /// `CRM_JWT_JWKS_URL`: the identity provider's keys for RS256/ES256 tokens.
+    pub crm_jwt_jwks_url: Option<Url>,
+    /// `CRM_JWT_ISSUER`: the `iss` every token must carry, when set.
+    pub crm_jwt_issuer: Option<String>,
     pub crm_origin: Option<String>,
+    /// `DOCUSIGN_API_HOSTS`: where a `base_uri` may point.
+    pub api_hosts: ApiHosts,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -136,6 +150,7 @@ impl Config {
             "DOCUSIGN_SECRET_KEY_CIPHERTEXT",
         )?
         .ok_or(ConfigError::Missing { variable: "DOCUSIGN_SECRET_KEY" })?;
+        let secret_key_next = secret_source(&get, "DOCUSIGN_SECRET_KEY_NEXT", "DOCUSIGN_SECRET_KEY_NEXT_CIPHERTEXT")?;
 
         let redirect_uri = if needs.redirect_uri {
             let raw = required("DOCUSIGN_REDIRECT_URI")?;
@@ -160,18 +175,29 @@ impl Config {
         let token_key_id = required("TOKEN_KEY_ID")?;
 
         let crm_jwt_secret = secret_source(&get, "CRM_JWT_SECRET", "CRM_JWT_SECRET_CIPHERTEXT")?;
-        if needs.crm_jwt && crm_jwt_secret.is_none() {
+        if let Some(SecretSource::Plain(secret)) = &crm_jwt_secret {
+            check_jwt_secret("CRM_JWT_SECRET", secret)?;
+        }
+        let crm_jwt_jwks_url = get("CRM_JWT_JWKS_URL").map(|raw| parse_jwks_url(&raw)).transpose()?;
+        if needs.crm_jwt && crm_jwt_secret.is_none() && crm_jwt_jwks_url.is_none() {
             return Err(ConfigError::Missing { variable: "CRM_JWT_SECRET" });
         }
+        let crm_jwt_issuer = get("CRM_JWT_ISSUER");
         let crm_jwt_audience =
             get("CRM_JWT_AUDIENCE").unwrap_or_else(|| "docusign-connector".to_owned());
         let crm_origin = get("CRM_ORIGIN").map(|raw| parse_origin(&raw)).transpose()?;
+        if needs.crm_origin && crm_origin.is_none() {
+            return Err(ConfigError::Missing { variable: "CRM_ORIGIN" });
+        }
+        let api_hosts = ApiHosts::parse(&get("DOCUSIGN_API_HOSTS").unwrap_or_else(|| DEFAULT_API_HOSTS.to_owned()))
+            .map_err(|reason| invalid("DOCUSIGN_API_HOSTS", reason))?;
 
         Ok(Self {
             environment,
             oauth_base_url,
             integration_key,
             secret_key,
+            secret_key_next,
             redirect_uri,
             scopes,
             account_id,
@@ -179,7 +205,10 @@ impl Config {
             token_key_id,
             crm_jwt_secret,
             crm_jwt_audience,
+            crm_jwt_jwks_url,
+            crm_jwt_issuer,
             crm_origin,
+            api_hosts,
         })
     }
 }
@@ -201,6 +230,43 @@ fn parse_origin(raw: &str) -> Result<String, ConfigError> {
         return Err(invalid("CRM_ORIGIN", format!("expected an origin such as `{origin}`, without a path")));
     }
     Ok(origin)
+}
+
+/// The HS256 secret's minimum length (`crate::auth::MIN_SECRET_BYTES`),
+/// checked here for a plain secret and after decryption for a ciphertext.
+pub fn check_jwt_secret(variable: &'static str, secret: &SecretString) -> Result<(), ConfigError> {
+    use secrecy::ExposeSecret as _;
+    let len = secret.expose_secret().len();
+    if len < crate::auth::MIN_SECRET_BYTES {
+        return Err(invalid(
+            variable,
+            format!(
+                "the secret is {len} bytes long and must be at least {} bytes \
+                 (whoever guesses a short HS256 secret can sign an admin token for any tenant)",
+                crate::auth::MIN_SECRET_BYTES
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `CRM_JWT_JWKS_URL`: `https`, or `http` on a loopback host (local runs, tests).
+fn parse_jwks_url(raw: &str) -> Result<Url, ConfigError> {
+    const VARIABLE: &str = "CRM_JWT_JWKS_URL";
+    let url = parse_http_url(VARIABLE, raw)?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if url.scheme() != "https" && !loopback {
+        return Err(invalid(VARIABLE, "expected an https URL (http only on a loopback host)"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(VARIABLE, "must not carry credentials"));
+    }
+    Ok(url)
 }
 
 fn secret_source(
@@ -254,6 +320,8 @@ mod tests {
         assert_eq!(c.scopes, vec!["signature", "extended"]);
         assert_eq!(c.crm_jwt_audience, "docusign-connector");
         assert!(c.account_id.is_none() && c.crm_origin.is_none());
+        assert_eq!(c.api_hosts, ApiHosts::default());
+        assert!(c.api_hosts.allows("https://na3.docusign.net") && !c.api_hosts.allows("https://x.example"));
     }
 
     #[test]
@@ -276,7 +344,7 @@ mod tests {
             assert_eq!(err, ConfigError::Missing { variable: name }, "{name}");
             assert!(err.to_string().contains(name));
         }
-        let needs = Needs { redirect_uri: true, crm_jwt: true, docusign_secret: true };
+        let needs = Needs { redirect_uri: true, crm_jwt: true, docusign_secret: true, crm_origin: false };
         let err = Config::from_lookup(needs, env(BASE)).unwrap_err();
         assert_eq!(err, ConfigError::Missing { variable: "DOCUSIGN_REDIRECT_URI" });
         let err = Config::from_lookup(needs, env(&with(&[("DOCUSIGN_REDIRECT_URI", "https://x.example/cb")]))).unwrap_err();
@@ -291,10 +359,25 @@ mod tests {
             ("DOCUSIGN_REDIRECT_URI", "ftp://x/cb"),
             ("CRM_ORIGIN", "https://crm.example/app"),
             ("DOCUSIGN_SECRET_KEY_CIPHERTEXT", "###"),
+            ("DOCUSIGN_API_HOSTS", "https://x.example"),
+            ("DOCUSIGN_API_HOSTS", " , "),
         ] {
             let err = Config::from_lookup(Needs::default(), env(&with(&[(name, value)]))).unwrap_err();
             assert!(err.to_string().contains(name), "{name}: {err}");
         }
+    }
+
+    #[test]
+    fn the_callback_needs_the_crm_origin() {
+        let err = Config::from_lookup(Needs::OAUTH_CALLBACK, env(&with(&[("DOCUSIGN_REDIRECT_URI", "https://x.example/cb")])))
+            .unwrap_err();
+        assert_eq!(err, ConfigError::Missing { variable: "CRM_ORIGIN" });
+        let c = Config::from_lookup(
+            Needs::OAUTH_CALLBACK,
+            env(&with(&[("DOCUSIGN_REDIRECT_URI", "https://x.example/cb"), ("CRM_ORIGIN", "https://crm.example")])),
+        )
+        .unwrap();
+        assert_eq!(c.crm_origin.as_deref(), Some("https://crm.example"));
     }
 
     #[test]
@@ -313,13 +396,72 @@ mod tests {
     }
 
     #[test]
+    fn a_next_client_secret_is_optional_plain_or_kms_and_never_both() {
+        let c = Config::from_lookup(Needs::default(), env(BASE)).unwrap();
+        assert!(c.secret_key_next.is_none());
+        let c = Config::from_lookup(Needs::default(), env(&with(&[("DOCUSIGN_SECRET_KEY_NEXT", "sk2")]))).unwrap();
+        assert!(matches!(c.secret_key_next, Some(SecretSource::Plain(_))));
+        let c = Config::from_lookup(Needs::default(), env(&with(&[("DOCUSIGN_SECRET_KEY_NEXT_CIPHERTEXT", "AQID")])))
+            .unwrap();
+        match c.secret_key_next {
+            Some(SecretSource::KmsCiphertext { variable, ciphertext }) => {
+                assert_eq!((variable, ciphertext), ("DOCUSIGN_SECRET_KEY_NEXT_CIPHERTEXT", vec![1, 2, 3]))
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = Config::from_lookup(
+            Needs::default(),
+            env(&with(&[("DOCUSIGN_SECRET_KEY_NEXT", "sk2"), ("DOCUSIGN_SECRET_KEY_NEXT_CIPHERTEXT", "AQID")])),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { variable: "DOCUSIGN_SECRET_KEY_NEXT", .. }), "{err}");
+        let err = Config::from_lookup(Needs::default(), env(&with(&[("DOCUSIGN_SECRET_KEY_NEXT_CIPHERTEXT", "###")])))
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { variable: "DOCUSIGN_SECRET_KEY_NEXT_CIPHERTEXT", .. }), "{err}");
+        let c = Config::from_lookup(Needs::default(), env(&with(&[("DOCUSIGN_SECRET_KEY_NEXT", "next-secret-value")]))).unwrap();
+        assert!(!format!("{c:?}").contains("next-secret-value"));
+    }
+
+    #[test]
     fn debug_output_never_shows_a_plain_secret() {
         let c = Config::from_lookup(
             Needs::default(),
-            env(&with(&[("CRM_JWT_SECRET", "jwt-secret-value")])),
+            env(&with(&[("CRM_JWT_SECRET", "jwt-secret-value-jwt-secret-value")])),
         )
         .unwrap();
         let printed = format!("{c:?}");
         assert!(!printed.contains("jwt-secret-value") && !printed.contains("\"sk\""), "{printed}");
+    }
+
+    #[test]
+    fn a_crm_jwt_secret_of_31_bytes_stops_the_function_naming_the_variable() {
+        let short = "0123456789012345678901234567890";
+        assert_eq!(short.len(), 31);
+        let err = Config::from_lookup(Needs::CONNECTION, env(&with(&[("CRM_JWT_SECRET", short)]))).unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { variable: "CRM_JWT_SECRET", .. }), "{err}");
+        assert!(err.to_string().contains("CRM_JWT_SECRET") && err.to_string().contains("at least 32 bytes"), "{err}");
+        assert!(!err.to_string().contains(short), "the message must not echo the secret: {err}");
+        let c = Config::from_lookup(Needs::CONNECTION, env(&with(&[("CRM_JWT_SECRET", "01234567890123456789012345678901")])))
+            .unwrap();
+        assert!(c.crm_jwt_secret.is_some());
+    }
+
+    #[test]
+    fn a_jwks_url_alone_is_enough_for_crm_callers_and_must_be_https_or_loopback() {
+        let c = Config::from_lookup(
+            Needs::CONNECTION,
+            env(&with(&[("CRM_JWT_JWKS_URL", "https://idp.example/.well-known/jwks.json"), ("CRM_JWT_ISSUER", "https://idp.example/")])),
+        )
+        .unwrap();
+        assert!(c.crm_jwt_secret.is_none());
+        assert_eq!(c.crm_jwt_jwks_url.unwrap().as_str(), "https://idp.example/.well-known/jwks.json");
+        assert_eq!(c.crm_jwt_issuer.as_deref(), Some("https://idp.example/"));
+        for local in ["http://127.0.0.1:8080/jwks", "http://localhost/jwks", "http://[::1]:9/jwks"] {
+            Config::from_lookup(Needs::CONNECTION, env(&with(&[("CRM_JWT_JWKS_URL", local)]))).unwrap();
+        }
+        for bad in ["http://idp.example/jwks", "ftp://idp.example/jwks", "not a url", "https://u:p@idp.example/jwks"] {
+            let err = Config::from_lookup(Needs::CONNECTION, env(&with(&[("CRM_JWT_JWKS_URL", bad)]))).unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid { variable: "CRM_JWT_JWKS_URL", .. }), "{bad}: {err}");
+        }
     }
 }

@@ -1,74 +1,37 @@
 //! Connecting a tenant: consent start, the OAuth callback, status and
 //! disconnect.
 
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use chrono::{DateTime, Duration, Utc};
 use lambda_http::aws_lambda_events::query_map::QueryMap;
 use oauth2::PkceCodeChallenge;
-use rand::RngCore;
 use secrecy::SecretString;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::app::App;
 use crate::auth::{is_valid_tenant, Caller};
-use crate::cipher::{Binding, CipherError};
+use crate::cipher::{Binding, Record};
 use crate::clock::rfc3339;
+use crate::crypto::{random_token, sha256_hex};
+use crate::docusign::REFRESH_TOKEN_DAYS;
+use crate::error::chain;
 use crate::docusign::OAuthError;
 use crate::error::ApiError;
 use crate::store::{
-    Connection, ConnectionStatus, Identity, PendingConsent, RefreshBookkeeping, StoreError, TakeConsent,
-    AUTH_KEY, REFRESH_KEY,
+    Connection, ConnectionStatus, Identity, PendingConsent, ProposedConnection, RefreshBookkeeping, StoreError,
+    TakeConsent,
 };
 
 /// How long an admin has to accept on DocuSign's page.
 pub const CONSENT_TTL_MINUTES: i64 = 10;
-/// DocuSign does not state the refresh token's life; it documents 30 days.
-pub const REFRESH_TOKEN_DAYS: i64 = 30;
-/// DocuSign's documented access-token life, used when `expires_in` is absent.
-pub const DEFAULT_ACCESS_SECS: u64 = 8 * 3600;
+/// How long the admin has to confirm an approved consent, from the callback.
+pub const CONFIRM_TTL_MINUTES: i64 = 10;
+/// The confirmation's random bytes: 256 bits, 43 base64url characters.
+const CONFIRMATION_BYTES: usize = 32;
 
-pub const CONSENT_RECORD: &str = "consent";
-
-pub fn sha256_hex(value: &str) -> String {
-    Sha256::digest(value.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn random_token(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::rngs::OsRng.fill_bytes(&mut buf);
-    URL_SAFE_NO_PAD.encode(buf)
-}
-
-/// Logs a failure of our own dependencies (DynamoDB, KMS) with its whole
-/// cause chain, and answers 503.
-pub(crate) fn dependency_failure(what: &str, error: &(dyn std::error::Error + 'static)) -> ApiError {
+/// Logs a failure of our own dependencies met in the callback, whose page
+/// says only "temporarily unavailable".
+fn dependency_failure(what: &str, error: &(dyn std::error::Error + 'static)) {
     tracing::error!(error = %chain(error), "{what} failed");
-    ApiError::upstream_unavailable("a storage or key service is temporarily unavailable; try again shortly", 2)
-}
-
-/// `a: b: c` from an error and its sources.
-pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        source = e.source();
-    }
-    out
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        dependency_failure("token store", &e)
-    }
-}
-
-impl From<CipherError> for ApiError {
-    fn from(e: CipherError) -> Self {
-        dependency_failure("token cipher", &e)
-    }
 }
 
 // ---- consent start -------------------------------------------------------------
@@ -92,7 +55,7 @@ pub async fn start_consent(app: &App, caller: &Caller) -> Result<ConsentStarted,
     let state = format!("{}.{}", caller.tenant, random_token(32));
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let verifier = SecretString::from(verifier.secret().to_owned());
-    let binding = Binding { tenant: &caller.tenant, record: CONSENT_RECORD };
+    let binding = Binding { tenant: &caller.tenant, record: Record::ConsentVerifier };
     let pending = PendingConsent {
         tenant: caller.tenant.clone(),
         state_hash: sha256_hex(&state),
@@ -123,6 +86,8 @@ pub enum CallbackFailure {
     StateAlreadyUsed,
     OtherEnvironment,
     ExchangeFailed,
+    /// No account to act for: the pinned (or default) one is missing, or its
+    /// `base_uri` is not allowed by `DOCUSIGN_API_HOSTS`.
     NoUsableAccount { pinned: Option<String> },
     Unavailable,
 }
@@ -139,7 +104,7 @@ impl CallbackFailure {
             Self::OtherEnvironment => "environment_mismatch",
             Self::ExchangeFailed => "exchange_failed",
             Self::NoUsableAccount { .. } => "no_usable_account",
-            Self::Unavailable => "temporarily_unavailable",
+            Self::Unavailable => "upstream_unavailable",
         }
     }
 
@@ -153,8 +118,8 @@ impl CallbackFailure {
             Self::StateAlreadyUsed => "This consent link was already used. Start again from the CRM if the connection is not shown there.".into(),
             Self::OtherEnvironment => "This consent was started for another DocuSign environment than the one the connector now uses. Start again from the CRM.".into(),
             Self::ExchangeFailed => "DocuSign did not accept the authorization, so nothing was connected. Start again from the CRM.".into(),
-            Self::NoUsableAccount { pinned: Some(id) } => format!("The DocuSign user has no access to the account this connector is configured for ({id}). Log in as a user of that account."),
-            Self::NoUsableAccount { pinned: None } => "The DocuSign user has no default account to use. Set a default account in DocuSign, or configure DOCUSIGN_ACCOUNT_ID.".into(),
+            Self::NoUsableAccount { pinned: Some(id) } => format!("The DocuSign user has no usable access to the account this connector is configured for ({id}). Log in as a user of that account."),
+            Self::NoUsableAccount { pinned: None } => "The DocuSign user has no usable default account. Set a default account in DocuSign, or configure DOCUSIGN_ACCOUNT_ID.".into(),
             Self::Unavailable => "DocuSign or our storage is temporarily unavailable, so nothing was connected. Try again in a minute.".into(),
         }
     }
@@ -207,23 +172,26 @@ impl CallbackQuery {
 
 #[derive(Debug)]
 pub enum CallbackOutcome {
-    Connected { tenant: String, identity: Identity, environment: crate::config::DocuSignEnvironment },
+    /// DocuSign approved; the result waits for the admin's confirmation.
+    Proposed { confirmation: SecretString, identity: Identity },
     Failed(CallbackFailure),
 }
 
 /// `GET /docusign/callback`. Nothing is stored unless every step succeeds;
-/// on success both records are replaced in one transaction.
+/// on success the result is kept as a proposed connection of the consent,
+/// and the tenant's connection does not change until the admin who started
+/// the consent confirms it ([`confirm_consent`]).
 pub async fn complete_consent(app: &App, query: CallbackQuery) -> CallbackOutcome {
     match try_complete(app, query).await {
-        Ok((tenant, identity)) => CallbackOutcome::Connected { tenant, identity, environment: app.config.environment },
+        Ok((confirmation, identity)) => CallbackOutcome::Proposed { confirmation, identity },
         Err(failure) => {
-            tracing::warn!(reason = failure.code(), "consent callback did not connect");
+            tracing::warn!(reason = failure.code(), "consent callback did not complete");
             CallbackOutcome::Failed(failure)
         }
     }
 }
 
-async fn try_complete(app: &App, query: CallbackQuery) -> Result<(String, Identity), CallbackFailure> {
+async fn try_complete(app: &App, query: CallbackQuery) -> Result<(SecretString, Identity), CallbackFailure> {
     let (state, tenant) = query.state_and_tenant()?;
     let taken = app.store.take_pending_consent(tenant, &sha256_hex(state)).await.map_err(|e| {
         dependency_failure("reading the pending consent", &e);
@@ -251,7 +219,7 @@ async fn try_complete(app: &App, query: CallbackQuery) -> Result<(String, Identi
         dependency_failure(what, e);
         CallbackFailure::Unavailable
     };
-    let binding = Binding { tenant, record: CONSENT_RECORD };
+    let binding = Binding { tenant, record: Record::ConsentVerifier };
     let verifier = app.cipher.decrypt(&binding, &pending.verifier).await.map_err(|e| unavailable("decrypting the PKCE verifier", &e))?;
 
     let grant = app.docusign.exchange_code(code, &verifier).await.map_err(|e| exchange_failure(&e))?;
@@ -261,9 +229,11 @@ async fn try_complete(app: &App, query: CallbackQuery) -> Result<(String, Identi
     })?;
     let userinfo = app.docusign.userinfo(&grant.access_token).await.map_err(|e| exchange_failure(&e))?;
     let pinned = app.config.account_id.clone();
-    let account = userinfo
-        .choose_account(pinned.as_deref())
-        .ok_or(CallbackFailure::NoUsableAccount { pinned })?;
+    let account = userinfo.choose_account(pinned.as_deref()).ok_or(CallbackFailure::NoUsableAccount { pinned: pinned.clone() })?;
+    if let Err(refusal) = app.config.api_hosts.check(&account.base_uri) {
+        tracing::warn!(tenant, account_id = %account.account_id, %refusal, "the account's base URI is not allowed by DOCUSIGN_API_HOSTS");
+        return Err(CallbackFailure::NoUsableAccount { pinned });
+    }
 
     let identity = Identity {
         user_id: userinfo.sub.clone(),
@@ -275,32 +245,37 @@ async fn try_complete(app: &App, query: CallbackQuery) -> Result<(String, Identi
     };
     let access_ct = app
         .cipher
-        .encrypt(&Binding { tenant, record: AUTH_KEY }, &grant.access_token)
+        .encrypt(&Binding { tenant, record: Record::AccessToken }, &grant.access_token)
         .await
         .map_err(|e| unavailable("encrypting the access token", &e))?;
     let refresh_ct = app
         .cipher
-        .encrypt(&Binding { tenant, record: REFRESH_KEY }, &refresh_token)
+        .encrypt(&Binding { tenant, record: Record::RefreshToken }, &refresh_token)
         .await
         .map_err(|e| unavailable("encrypting the refresh token", &e))?;
-    let connection = Connection {
+    let confirmation = random_token(CONFIRMATION_BYTES);
+    let proposal = ProposedConnection {
         tenant: tenant.to_owned(),
-        connection_id: random_token(12),
-        version: 1,
+        confirmation_hash: sha256_hex(&confirmation),
+        state_hash: pending.state_hash.clone(),
+        admin: pending.admin.clone(),
         environment: app.config.environment,
         identity: identity.clone(),
         access_token: access_ct,
-        access_token_expires_at: now + Duration::seconds(grant.expires_in.unwrap_or(DEFAULT_ACCESS_SECS) as i64),
+        access_token_expires_at: now + grant.lifetime,
         refresh_token: refresh_ct,
         refresh_token_expires_at: now + Duration::days(REFRESH_TOKEN_DAYS),
-        status: ConnectionStatus::Active,
-        connected_at: now,
-        last_refreshed_at: now,
-        refresh: RefreshBookkeeping::default(),
+        issued_at: now,
+        expires_at: now + Duration::minutes(CONFIRM_TTL_MINUTES),
     };
-    app.store.replace_connection(&connection).await.map_err(|e| unavailable("writing the connection", &e))?;
-    tracing::info!(tenant, admin = %pending.admin, account_id = %identity.account_id, "DocuSign connected");
-    Ok((tenant.to_owned(), identity))
+    match app.store.put_proposal(&proposal).await {
+        Ok(()) => {}
+        // The consent was removed meanwhile: a disconnect cancelled it.
+        Err(StoreError::Conflict) => return Err(CallbackFailure::UnknownState),
+        Err(e) => return Err(unavailable("storing the proposed connection", &e)),
+    }
+    tracing::info!(tenant, admin = %pending.admin, account_id = %identity.account_id, "DocuSign consent approved; waiting for the admin's confirmation");
+    Ok((SecretString::from(confirmation), identity))
 }
 
 fn exchange_failure(e: &OAuthError) -> CallbackFailure {
@@ -309,6 +284,66 @@ fn exchange_failure(e: &OAuthError) -> CallbackFailure {
         OAuthError::Unavailable { .. } | OAuthError::Network(_) => CallbackFailure::Unavailable,
         _ => CallbackFailure::ExchangeFailed,
     }
+}
+
+// ---- confirmation ----------------------------------------------------------------
+
+/// `POST /docusign/consent/confirm`: the proposed connection becomes the
+/// tenant's, replacing any previous one in one transaction. Accepted once,
+/// within [`CONFIRM_TTL_MINUTES`] of the callback, only from the tenant and
+/// the admin (`sub`) who started the consent; every other case is the same
+/// `consent_not_found`, so a caller learns nothing about which check failed.
+pub async fn confirm_consent(app: &App, caller: &Caller, confirmation: &str) -> Result<Connection, ApiError> {
+    caller.require_admin()?;
+    // Anything that cannot be one of ours is looked up no further.
+    if confirmation.len() < 16 || confirmation.len() > 128 {
+        return Err(ApiError::consent_not_found());
+    }
+    let now = app.clock.now();
+    let not_found = |why: &str| {
+        tracing::info!(tenant = %caller.tenant, admin = %caller.user, why, "consent confirmation refused");
+        ApiError::consent_not_found()
+    };
+    let Some(proposal) = app.store.get_proposal(&caller.tenant, &sha256_hex(confirmation)).await? else {
+        return Err(not_found("unknown or already used"));
+    };
+    if proposal.admin != caller.user {
+        return Err(not_found("another admin started this consent"));
+    }
+    if now >= proposal.expires_at {
+        return Err(not_found("expired"));
+    }
+    if proposal.environment != app.config.environment {
+        return Err(not_found("started for another DocuSign environment"));
+    }
+    let connection = Connection {
+        tenant: proposal.tenant.clone(),
+        connection_id: random_token(12),
+        version: 1,
+        environment: proposal.environment,
+        identity: proposal.identity.clone(),
+        access_token: proposal.access_token.clone(),
+        access_token_expires_at: proposal.access_token_expires_at,
+        refresh_token: proposal.refresh_token.clone(),
+        refresh_token_expires_at: proposal.refresh_token_expires_at,
+        status: ConnectionStatus::Active,
+        connected_at: now,
+        last_refreshed_at: proposal.issued_at,
+        refresh: RefreshBookkeeping::default(),
+    };
+    match app.store.promote_proposal(&proposal, &connection, now).await {
+        Ok(()) => {}
+        // Used by a concurrent confirmation, or cancelled by a disconnect.
+        Err(StoreError::Conflict) => return Err(not_found("used or cancelled meanwhile")),
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(
+        tenant = %caller.tenant,
+        admin = %caller.user,
+        account_id = %connection.identity.account_id,
+        "DocuSign connected"
+    );
+    Ok(connection)
 }
 
 // ---- status and disconnect -------------------------------------------------------
@@ -338,7 +373,7 @@ pub fn status_json(c: &Connection) -> Value {
     })
 }
 
-/// `DELETE /docusign/connection`: both records and any pending consent go.
+/// `DELETE /docusign/connection`: both records and any pending or proposed consent go.
 pub async fn disconnect(app: &App, caller: &Caller) -> Result<(), ApiError> {
     caller.require_admin()?;
     app.store.delete_connection(&caller.tenant).await?;

@@ -2,7 +2,26 @@
 //! `{"error": {"code", "message", ...}}`; the variant decides the status.
 
 use lambda_http::http::StatusCode;
+
+/// Any error, boxed, for the sources of the typed errors.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `a: b: c` from an error and its sources.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        source = e.source();
+    }
+    out
+}
+
 use serde_json::{json, Map, Value};
+
+use crate::cipher::CipherError;
+use crate::store::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -13,11 +32,14 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
     /// Extra members of the `error` object (e.g. DocuSign's error code).
     pub extra: Vec<(&'static str, String)>,
+    /// What went wrong underneath, for the log only: `http` logs it once,
+    /// where the answer is rendered. Never in the body.
+    pub cause: Option<String>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after: None, extra: Vec::new() }
+        Self { status, code, message: message.into(), retry_after: None, extra: Vec::new(), cause: None }
     }
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
@@ -30,6 +52,14 @@ impl ApiError {
     }
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+    /// The one answer to every confirmation that cannot be accepted.
+    pub fn consent_not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "consent_not_found",
+            "no consent awaits this confirmation for you; start connecting DocuSign again",
+        )
     }
     pub fn method_not_allowed(allowed: &str) -> Self {
         Self::new(
@@ -59,6 +89,14 @@ impl ApiError {
             "DocuSign no longer accepts this connection's grant; an admin must connect DocuSign again",
         )
     }
+    /// The stored connection names a host no token may go to.
+    pub fn connection_unusable() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "connection_unusable",
+            "the stored DocuSign connection points at a host that is not an allowed DocuSign API host; nothing was sent; an admin must connect DocuSign again",
+        )
+    }
     pub fn idempotency_conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_conflict", message)
     }
@@ -81,6 +119,13 @@ impl ApiError {
         e
     }
     /// DocuSign, or an AWS service we depend on, could not be reached in time.
+    /// A failure of our own dependencies (DynamoDB, KMS): 503, with the
+    /// cause chain kept for the log.
+    pub fn dependency(what: &str, error: &(dyn std::error::Error + 'static)) -> Self {
+        let mut e = Self::upstream_unavailable("a storage or key service is temporarily unavailable; try again shortly", 2);
+        e.cause = Some(format!("{what}: {}", chain(error)));
+        e
+    }
     pub fn upstream_unavailable(message: impl Into<String>, retry_after: u64) -> Self {
         let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable", message);
         e.retry_after = Some(retry_after);
@@ -105,3 +150,15 @@ impl std::fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::dependency("token store", &e)
+    }
+}
+
+impl From<CipherError> for ApiError {
+    fn from(e: CipherError) -> Self {
+        Self::dependency("token cipher", &e)
+    }
+}

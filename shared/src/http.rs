@@ -31,6 +31,10 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
 }
 
 pub fn error_response(error: &ApiError) -> Response<Body> {
+    // The one place a failure's cause is logged: where it is answered.
+    if let Some(cause) = &error.cause {
+        tracing::error!(code = error.code, status = error.status.as_u16(), error = %cause, "request failed");
+    }
     let mut response = json_response(error.status, &error.body());
     if let Some(secs) = error.retry_after {
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -47,12 +51,12 @@ fn respond(result: Result<Response<Body>, ApiError>) -> HttpResult {
     Ok(result.unwrap_or_else(|e| error_response(&e)))
 }
 
-fn authenticate(app: &App, request: &Request) -> Result<Caller, ApiError> {
+async fn authenticate(app: &App, request: &Request) -> Result<Caller, ApiError> {
     let verifier = app
         .jwt
         .as_ref()
         .ok_or_else(|| ApiError::unauthorized("this function is not configured for CRM callers"))?;
-    verifier.caller(request.headers())
+    verifier.caller(request.headers()).await
 }
 
 fn require_method(request: &Request, allowed: &[Method]) -> Result<(), ApiError> {
@@ -64,12 +68,16 @@ fn require_method(request: &Request, allowed: &[Method]) -> Result<(), ApiError>
     }
 }
 
-/// `POST /docusign/consent`.
+/// `POST /docusign/consent` and `POST /docusign/consent/confirm` (the
+/// `consent-start` function serves both).
 pub async fn consent_start(app: &App, request: Request) -> HttpResult {
+    if request.uri().path().ends_with("/consent/confirm") {
+        return consent_confirm(app, request).await;
+    }
     respond(
         async {
             require_method(&request, &[Method::POST])?;
-            let caller = authenticate(app, &request)?;
+            let caller = authenticate(app, &request).await?;
             let started = connect::start_consent(app, &caller).await?;
             Ok(json_response(
                 StatusCode::OK,
@@ -83,12 +91,33 @@ pub async fn consent_start(app: &App, request: Request) -> HttpResult {
     )
 }
 
+/// `POST /docusign/consent/confirm` (admin): body `{"confirmation": "…"}`.
+pub async fn consent_confirm(app: &App, request: Request) -> HttpResult {
+    respond(
+        async {
+            require_method(&request, &[Method::POST])?;
+            let caller = authenticate(app, &request).await?;
+            caller.require_admin()?;
+            let body: Value = serde_json::from_slice(request.body().as_ref())
+                .map_err(|_| ApiError::invalid_request("body: expected JSON, {\"confirmation\": \"<from the consent result message>\"}"))?;
+            let confirmation = match body.get("confirmation") {
+                Some(Value::String(c)) => c.as_str(),
+                Some(_) => return Err(ApiError::invalid_request("confirmation: expected a string")),
+                None => return Err(ApiError::invalid_request("confirmation: required")),
+            };
+            let connection = connect::confirm_consent(app, &caller, confirmation).await?;
+            Ok(json_response(StatusCode::OK, &connect::status_json(&connection)))
+        }
+        .await,
+    )
+}
+
 /// `GET /docusign/connection` (any role) and `DELETE /docusign/connection` (admin).
 pub async fn connection(app: &App, request: Request) -> HttpResult {
     respond(
         async {
             require_method(&request, &[Method::GET, Method::DELETE])?;
-            let caller = authenticate(app, &request)?;
+            let caller = authenticate(app, &request).await?;
             if request.method() == Method::DELETE {
                 connect::disconnect(app, &caller).await?;
                 let mut response = Response::new(Body::Empty);
@@ -122,7 +151,7 @@ pub async fn send_envelope(app: &App, request: Request) -> HttpResult {
     respond(
         async {
             require_method(&request, &[Method::POST])?;
-            let caller = authenticate(app, &request)?;
+            let caller = authenticate(app, &request).await?;
             let key = match request.headers().get("idempotency-key") {
                 None => None,
                 Some(v) => Some(v.to_str().map_err(|_| {
@@ -140,12 +169,7 @@ pub async fn send_envelope(app: &App, request: Request) -> HttpResult {
 
 /// `GET /docusign/callback`: public; answers HTML.
 pub async fn callback(app: &App, request: Request) -> HttpResult {
-    let nonce = {
-        use rand::RngCore;
-        let mut b = [0u8; 16];
-        rand::rngs::OsRng.fill_bytes(&mut b);
-        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-    };
+    let nonce = crate::crypto::random_hex(16);
     let origin = app.config.crm_origin.as_deref();
     if request.method() != Method::GET {
         let failure = connect::CallbackFailure::MissingParameters;
@@ -153,11 +177,12 @@ pub async fn callback(app: &App, request: Request) -> HttpResult {
     }
     let query = CallbackQuery::from_params(&request.query_string_parameters());
     Ok(match connect::complete_consent(app, query).await {
-        CallbackOutcome::Connected { identity, environment, .. } => html_response(
-            StatusCode::OK,
-            &nonce,
-            pages::connected(&nonce, &identity, environment.as_str(), origin),
-        ),
+        CallbackOutcome::Proposed { confirmation, identity } => {
+            use secrecy::ExposeSecret;
+            let environment = app.config.environment.as_str();
+            let page = pages::approved(&nonce, &identity, confirmation.expose_secret(), environment, origin);
+            html_response(StatusCode::OK, &nonce, page)
+        }
         CallbackOutcome::Failed(failure) => {
             html_response(StatusCode::BAD_REQUEST, &nonce, pages::failed(&nonce, &failure, origin))
         }

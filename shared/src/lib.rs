@@ -16,6 +16,7 @@ pub mod cipher;
 pub mod clock;
 pub mod config;
 pub mod connect;
+pub mod crypto;
 pub mod docusign;
 pub mod envelope;
 pub mod error;

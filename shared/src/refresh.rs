@@ -22,6 +22,22 @@
 //!    A write the fence refuses (disconnected or reconnected meanwhile) drops
 //!    the tokens and starts over on what is stored;
 //! 5. the lease is released (which clears the mark).
+//!
+//! What DocuSign answers decides what is kept: `invalid_grant` (and
+//! `consent_required`) mark the connection `reauth_required`. Anything else
+//! leaves it `active`, with a cool-down for on-demand refreshes
+//! ([`cooldown`]; the schedule keeps its own hourly pace): 5xx, 429, a lost
+//! connection, and a refused *client* (`invalid_client`,
+//! `unauthorized_client`, recorded as [`CLIENT_SECRET_REJECTED`]). A client
+//! is authenticated before its grant is looked at (RFC 6749 §5.2), so such a
+//! refusal has not spent the refresh token: releasing the lease clears the
+//! mark of step 3 and the same token may be presented again once the secret
+//! is fixed. `DOCUSIGN_SECRET_KEY_NEXT`, when set, is tried by the adapter
+//! within the same call ([`crate::docusign::oauth`]).
+//!
+//! However odd the rest of a 200 answer, its tokens are stored: the access
+//! token's life is read leniently and bounded ([`crate::docusign::wire`]), so
+//! computing the expiry cannot fail after DocuSign has rotated the token.
 
 use std::time::Duration as StdDuration;
 
@@ -30,12 +46,18 @@ use secrecy::SecretString;
 use tokio::time::Instant;
 
 use crate::app::App;
-use crate::cipher::{Binding, CipherError};
-use crate::connect::{chain, DEFAULT_ACCESS_SECS, REFRESH_TOKEN_DAYS};
+use crate::cipher::{Binding, CipherError, Record};
+use crate::docusign::REFRESH_TOKEN_DAYS;
+use crate::error::chain;
 use crate::docusign::OAuthError;
-use crate::store::{
-    Connection, ConnectionStatus, LeaseAcquire, RefreshBookkeeping, StoreError, AUTH_KEY, REFRESH_KEY,
+use crate::store::{PresentedMark, 
+    Connection, ConnectionStatus, LeaseAcquire, RefreshBookkeeping, StoreError,
 };
+
+/// `last_error` of a connection whose refresh DocuSign refused with
+/// `invalid_client` or `unauthorized_client`: our client configuration is
+/// wrong (a bad or removed `DOCUSIGN_SECRET_KEY`), not the tenant's consent.
+pub const CLIENT_SECRET_REJECTED: &str = "client_secret_rejected";
 
 /// How long a lease lasts. A holder presents a token only while at least
 /// [`PRESENT_MARGIN`] of it is left, which covers DocuSign's HTTP timeout.
@@ -115,10 +137,7 @@ fn needs_refresh(c: &Connection, need: &Need, now: DateTime<Utc>) -> bool {
 }
 
 fn owner_id() -> String {
-    use rand::RngCore;
-    let mut b = [0u8; 12];
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    crate::crypto::random_hex(12)
 }
 
 /// Makes the tenant's access token good for `need`, refreshing at most once
@@ -176,7 +195,7 @@ async fn refresh_holding_lease(
     tenant: &str,
     owner: &str,
     need: &Need,
-    presented: Option<(String, u64)>,
+    presented: Option<PresentedMark>,
     deadline: Instant,
 ) -> Result<Option<Refreshed>, RefreshError> {
     let Some(current) = app.store.get_connection(tenant).await? else {
@@ -189,7 +208,7 @@ async fn refresh_holding_lease(
     if !needs_refresh(&current, need, now) {
         return Ok(Some(Refreshed::Fresh { connection: current, access_token: None, refreshed_here: false }));
     }
-    if presented.as_ref() == Some(&(current.connection_id.clone(), current.version)) {
+    if presented.as_ref().is_some_and(|mark| mark.is_of(&current)) {
         // A previous holder presented this refresh token and never stored
         // DocuSign's answer. Presenting it again would be a reuse.
         tracing::error!(
@@ -203,7 +222,7 @@ async fn refresh_holding_lease(
     }
     let refresh_token = app
         .cipher
-        .decrypt(&Binding { tenant, record: REFRESH_KEY }, &current.refresh_token)
+        .decrypt(&Binding { tenant, record: Record::RefreshToken }, &current.refresh_token)
         .await?;
     if Instant::now() + PRESENT_MIN_LEFT > deadline {
         tracing::info!(tenant, "deadline too near to present the refresh token; not refreshed");
@@ -211,7 +230,7 @@ async fn refresh_holding_lease(
     }
     match app
         .store
-        .mark_presented(tenant, owner, &current.connection_id, current.version, now + Duration::seconds(PRESENT_MARGIN_SECS))
+        .mark_presented(tenant, owner, &PresentedMark::of(&current), now + Duration::seconds(PRESENT_MARGIN_SECS))
         .await
     {
         Ok(()) => {}
@@ -249,7 +268,8 @@ async fn refresh_holding_lease(
             }
         }
         Err(e) => {
-            let class = e.class();
+            let client_rejected = e.client_rejected();
+            let class = if client_rejected { CLIENT_SECRET_REJECTED.to_owned() } else { e.class() };
             let retry_after = match &e {
                 OAuthError::Unavailable { retry_after, .. } => *retry_after,
                 _ => None,
@@ -260,7 +280,21 @@ async fn refresh_holding_lease(
                 retry_not_before: Some(app.clock.now() + cooldown(failures)),
                 last_error: Some(class.clone()),
             };
-            tracing::warn!(tenant, class = %class, failures, error = %chain(&e), "DocuSign refresh failed; connection stays active");
+            if client_rejected {
+                // Our configuration, not this tenant's consent (the adapter has
+                // written the ClientSecretRejected metric): the refresh token
+                // was not spent; the connection stays active and is retried
+                // by the next run, or after the cool-down by a send.
+                tracing::error!(
+                    tenant,
+                    class = %class,
+                    error = %e.class(),
+                    failures,
+                    "DocuSign refused our client credentials; connection stays active, refresh token unspent"
+                );
+            } else {
+                tracing::warn!(tenant, class = %class, failures, error = %chain(&e), "DocuSign refresh failed; connection stays active");
+            }
             match app.store.update_refresh_state(&current, ConnectionStatus::Active, &bookkeeping).await {
                 Ok(()) | Err(StoreError::Conflict) => {}
                 Err(store) => tracing::warn!(error = %chain(&store), "refresh bookkeeping could not be written"),
@@ -295,10 +329,10 @@ async fn store_refreshed(
     loop {
         attempt += 1;
         let result = async {
-            let access = app.cipher.encrypt(&Binding { tenant, record: AUTH_KEY }, &grant.access_token).await?;
+            let access = app.cipher.encrypt(&Binding { tenant, record: Record::AccessToken }, &grant.access_token).await?;
             let (refresh, refresh_expires) = match &grant.refresh_token {
                 Some(token) => (
-                    app.cipher.encrypt(&Binding { tenant, record: REFRESH_KEY }, token).await?,
+                    app.cipher.encrypt(&Binding { tenant, record: Record::RefreshToken }, token).await?,
                     app.clock.now() + Duration::days(REFRESH_TOKEN_DAYS),
                 ),
                 // DocuSign kept the refresh token: keep ours.
@@ -308,7 +342,8 @@ async fn store_refreshed(
             let next = Connection {
                 version: current.version + 1,
                 access_token: access,
-                access_token_expires_at: now + Duration::seconds(grant.expires_in.unwrap_or(DEFAULT_ACCESS_SECS) as i64),
+                // Within 1 s ..= 30 days whatever DocuSign said (`docusign::wire`).
+                access_token_expires_at: now + grant.lifetime,
                 refresh_token: refresh,
                 refresh_token_expires_at: refresh_expires,
                 status: ConnectionStatus::Active,

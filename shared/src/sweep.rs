@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use crate::app::App;
-use crate::connect::chain;
+use crate::error::chain;
 use crate::refresh::{ensure_fresh, Need, RefreshError, Refreshed};
 use crate::store::StoreError;
 

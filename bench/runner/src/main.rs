@@ -11,6 +11,7 @@
 //! that does not start or answers wrongly, a sweep that does not refresh
 //! every due tenant), never on a timing.
 
+mod bodies;
 mod count;
 mod functions;
 mod latency;
@@ -34,6 +35,7 @@ struct Args {
     variants: Vec<(String, PathBuf)>,
     hello: Option<PathBuf>,
     function: String,
+    bodies_only: bool,
 }
 
 fn args() -> R<Args> {
@@ -46,6 +48,7 @@ fn args() -> R<Args> {
         variants: Vec::new(),
         hello: None,
         function: "send-envelope".to_owned(),
+        bodies_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -56,6 +59,7 @@ fn args() -> R<Args> {
             "--arm64" => a.arm64 = Some(value()?.into()),
             "--out" => a.out = Some(value()?.into()),
             "--profiles" => a.profiles = true,
+            "--bodies-only" => a.bodies_only = true,
             "--hello" => a.hello = Some(value()?.into()),
             "--function" => a.function = value()?,
             "--variant" => {
@@ -64,7 +68,7 @@ fn args() -> R<Args> {
                 a.variants.push((name.to_owned(), path.into()));
             }
             "-h" | "--help" => {
-                println!("usage: bench-runner [--short] --bins DIR [--arm64 DIR] [--out FILE]\n       bench-runner --profiles --variant NAME=BINARY... --hello BINARY [--function NAME] [--short] [--out FILE]");
+                println!("usage: bench-runner [--short] [--bodies-only] --bins DIR [--arm64 DIR] [--out FILE]\n       bench-runner --profiles --variant NAME=BINARY... --hello BINARY [--function NAME] [--short] [--out FILE]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other}").into()),
@@ -79,7 +83,13 @@ async fn main() {
         let args = args()?;
         let log_dir = std::env::temp_dir().join(integration_tests::random_name("bench-runner"));
         std::fs::create_dir_all(&log_dir)?;
-        let table = if args.profiles { profiles(&args, &log_dir).await? } else { bench(&args, &log_dir).await? };
+        let table = if args.profiles {
+            profiles(&args, &log_dir).await?
+        } else if args.bodies_only {
+            bodies_only(&args, &log_dir).await?
+        } else {
+            bench(&args, &log_dir).await?
+        };
         let _ = std::fs::remove_dir_all(&log_dir);
         if let Some(out) = &args.out {
             std::fs::write(out, &table)?;
@@ -191,14 +201,15 @@ struct Counts {
     sweeps: Vec<usize>,
     not_due_factor: usize,
     due_finding_reps: usize,
+    body_runs: usize,
 }
 
 impl Counts {
     fn new(short: bool) -> Self {
         if short {
-            Self { cold_starts: 3, invocations: 2, samples: 20, warmup: 3, sweeps: vec![50, 100], not_due_factor: 10, due_finding_reps: 3 }
+            Self { cold_starts: 3, invocations: 2, samples: 20, warmup: 3, sweeps: vec![50, 100], not_due_factor: 10, due_finding_reps: 3, body_runs: 1 }
         } else {
-            Self { cold_starts: 11, invocations: 3, samples: 300, warmup: 20, sweeps: vec![1_000, 10_000], not_due_factor: 10, due_finding_reps: 5 }
+            Self { cold_starts: 11, invocations: 3, samples: 300, warmup: 20, sweeps: vec![1_000, 10_000], not_due_factor: 10, due_finding_reps: 5, body_runs: 3 }
         }
     }
     fn baseline_tenants(&self, due: usize, short: bool) -> usize {
@@ -266,6 +277,7 @@ async fn bench(args: &Args, log_dir: &Path) -> R<String> {
         let rss = cold[f].peak_rss_max();
         t.row(format!("peak RSS {f}"), mb(rss), mb(base_rss), ratio(rss as f64, base_rss as f64), verdict(rss as f64 <= 32.0 * MB, "≤ 32 MB"));
     }
+    bodies_section(&mut t, &world, &bins, counts.body_runs, log_dir).await?;
     if debug {
         t.section("Size: debug binaries (unstripped, unoptimized: not representative; zipped sizes skipped)");
     } else {
@@ -391,6 +403,42 @@ async fn bench(args: &Args, log_dir: &Path) -> R<String> {
         started.elapsed().as_secs_f64()
     ));
     Ok(t.render("DocuSign connector benchmark"))
+}
+
+// ---- the largest bodies ---------------------------------------------------------------
+
+/// Rows for the peak memory of `send-envelope` with 6 MB bodies (`bodies.rs`).
+async fn bodies_section(t: &mut Table, world: &World, bins: &Path, runs: usize, log_dir: &Path) -> R<()> {
+    let measured = bodies::run(world, &bins.join("send-envelope"), runs, log_dir).await?;
+    let base = measured.ordinary_peak_rss;
+    t.section(&format!(
+        "Memory with the largest bodies: send-envelope's peak RSS (VmHWM) over one ordinary send then one 6 MB body, highest of {runs} fresh processes (baseline: after the ordinary send only)"
+    ));
+    for p in &measured.peaks {
+        let mut statuses = p.statuses.clone();
+        statuses.dedup();
+        let answered = statuses.iter().map(u16::to_string).collect::<Vec<_>>().join("/");
+        t.row(
+            format!("worst body: {} ({:.2} MB, answered {answered})", p.name, p.bytes as f64 / MB),
+            mb(p.peak_rss),
+            mb(base),
+            ratio(p.peak_rss as f64, base as f64),
+            verdict(p.peak_rss as f64 <= 48.0 * MB, "≤ 48 MB (64 MB with headroom)"),
+        );
+    }
+    Ok(())
+}
+
+/// Only the largest-bodies rows: `bench-runner --bodies-only --bins DIR`.
+async fn bodies_only(args: &Args, log_dir: &Path) -> R<String> {
+    let started = Instant::now();
+    let bins = args.bins.clone().ok_or("--bins DIR is required")?;
+    require(bins.join("send-envelope"))?;
+    let world = World::start().await?;
+    let mut t = Table::new();
+    bodies_section(&mut t, &world, &bins, Counts::new(args.short).body_runs, log_dir).await?;
+    t.notes.push(format!("Mode: --bodies-only; binaries from {}; run took {:.0} s.", bins.display(), started.elapsed().as_secs_f64()));
+    Ok(t.render("DocuSign connector benchmark: the largest bodies"))
 }
 
 // ---- profile comparison -------------------------------------------------------------------

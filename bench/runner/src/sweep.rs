@@ -19,9 +19,9 @@ use chrono::Utc;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use integration_tests::{random_name, TestEnv};
 use secrecy::{ExposeSecret, SecretString};
-use shared::cipher::{Binding, KmsCipher, TokenCipher};
+use shared::cipher::{Binding, Record, KmsCipher, TokenCipher};
 use shared::store::dynamo::{auth_item, refresh_item, DynamoStore, DUE_INDEX, DUE_SHARDS};
-use shared::store::{Connection, TokenStore, AUTH_KEY, REFRESH_KEY};
+use shared::store::{Connection, TokenStore};
 use shared::sweep::{CONCURRENCY, REFRESH_WINDOW_HOURS};
 
 use crate::count::{Calls, Counter};
@@ -187,12 +187,12 @@ async fn seed_real(
 
 /// The irreducible work of one refresh, made directly.
 async fn minimal_refresh(c: &Connection, sim: &SimClient, kms: &KmsCipher, dynamo: &aws_sdk_dynamodb::Client, table: &str) -> R<()> {
-    let refresh_token = kms.decrypt(&Binding { tenant: &c.tenant, record: REFRESH_KEY }, &c.refresh_token).await?;
+    let refresh_token = kms.decrypt(&Binding { tenant: &c.tenant, record: Record::RefreshToken }, &c.refresh_token).await?;
     let (access, refresh) = sim.refresh(refresh_token.expose_secret()).await?;
     let mut next = c.clone();
     next.version += 1;
-    next.access_token = kms.encrypt(&Binding { tenant: &c.tenant, record: AUTH_KEY }, &SecretString::from(access)).await?;
-    next.refresh_token = kms.encrypt(&Binding { tenant: &c.tenant, record: REFRESH_KEY }, &SecretString::from(refresh)).await?;
+    next.access_token = kms.encrypt(&Binding { tenant: &c.tenant, record: Record::AccessToken }, &SecretString::from(access)).await?;
+    next.refresh_token = kms.encrypt(&Binding { tenant: &c.tenant, record: Record::RefreshToken }, &SecretString::from(refresh)).await?;
     next.access_token_expires_at = Utc::now() + chrono::Duration::hours(8);
     let put = |item| {
         TransactWriteItem::builder()

@@ -12,11 +12,11 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use integration_tests::*;
 use secrecy::SecretString;
 use serde_json::{json, Value};
-use shared::cipher::{Binding, KmsCipher, TokenCipher};
+use shared::cipher::{Binding, Record, KmsCipher, TokenCipher};
 use shared::clock::SystemClock;
 use shared::config::{Config, Needs};
 use shared::store::dynamo::DynamoStore;
-use shared::store::{Connection, ConnectionStatus, RefreshBookkeeping, AUTH_KEY, REFRESH_KEY};
+use shared::store::{Connection, ConnectionStatus, RefreshBookkeeping};
 use shared::App;
 
 use crate::count::{self, Counter};
@@ -114,18 +114,19 @@ pub fn counting_app(env: &TestEnv, counter: &Counter) -> R<App> {
         ("TOKEN_TABLE", env.table.clone()),
         ("TOKEN_KEY_ID", env.key_id.clone()),
         ("CRM_JWT_SECRET", JWT_SECRET.to_owned()),
+        ("CRM_ORIGIN", CRM_ORIGIN.to_owned()),
+        ("DOCUSIGN_API_HOSTS", integration_tests::sim_api_host(&env.sim)),
     ]);
-    let config = Config::from_lookup(Needs { redirect_uri: true, crm_jwt: true, docusign_secret: true }, |k| vars.get(k).cloned())?;
+    let config = Config::from_lookup(Needs { redirect_uri: true, crm_jwt: true, docusign_secret: true, crm_origin: true }, |k| vars.get(k).cloned())?;
     let dynamo = count::dynamodb(&env.dynamo, counter);
     let kms = count::kms(&env.kms, counter);
-    Ok(App::assemble(
-        config,
-        CLIENT_SECRET.to_owned().into(),
-        Some(JWT_SECRET.to_owned().into()),
-        Arc::new(DynamoStore::new(dynamo, &env.table)),
+    let secrets = shared::app::Secrets::plain(&config);
+    let ports = shared::app::Ports::dynamo(
+        DynamoStore::new(dynamo, &env.table),
         Box::new(KmsCipher::new(kms, env.key_id.clone())),
         Arc::new(SystemClock),
-    )?)
+    );
+    Ok(App::assemble(config, secrets, ports)?)
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -227,8 +228,8 @@ pub async fn real_connection(
     access_expires_at: DateTime<Utc>,
 ) -> R<Connection> {
     let (access, refresh) = sim.consent().await?;
-    let access_token = cipher.encrypt(&Binding { tenant: &tenant, record: AUTH_KEY }, &SecretString::from(access)).await?;
-    let refresh_token = cipher.encrypt(&Binding { tenant: &tenant, record: REFRESH_KEY }, &SecretString::from(refresh)).await?;
+    let access_token = cipher.encrypt(&Binding { tenant: &tenant, record: Record::AccessToken }, &SecretString::from(access)).await?;
+    let refresh_token = cipher.encrypt(&Binding { tenant: &tenant, record: Record::RefreshToken }, &SecretString::from(refresh)).await?;
     Ok(connection(template, tenant, access_token, refresh_token, access_expires_at))
 }
 

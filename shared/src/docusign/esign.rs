@@ -7,7 +7,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
-use crate::cipher::BoxError;
+use crate::error::BoxError;
 
 /// What DocuSign answered to a create-envelope request.
 #[derive(Debug)]

@@ -4,19 +4,35 @@ use async_trait::async_trait;
 use oauth2::PkceCodeChallenge;
 use secrecy::SecretString;
 
-use crate::cipher::BoxError;
+use crate::error::BoxError;
 
 pub mod esign;
+pub mod hosts;
 pub mod oauth;
 pub mod wire;
+
+/// DocuSign's documented access-token life (8 hours): the lifetime used when
+/// `expires_in` is missing or unusable.
+pub const DEFAULT_ACCESS_SECS: u64 = 8 * 3600;
+/// DocuSign does not state the refresh token's life; it documents 30 days.
+pub const REFRESH_TOKEN_DAYS: i64 = 30;
+/// The shortest access-token life believed: 1 second.
+pub const MIN_ACCESS_SECS: u64 = 1;
+/// The longest access-token life believed: 30 days. Anything longer is taken
+/// for a fault and replaced by [`DEFAULT_ACCESS_SECS`].
+pub const MAX_ACCESS_SECS: u64 = 30 * 24 * 3600;
 
 /// Tokens from DocuSign's token endpoint.
 #[derive(Debug)]
 pub struct TokenGrant {
     pub access_token: SecretString,
     pub refresh_token: Option<SecretString>,
-    /// Seconds; DocuSign says 28800 (8 hours).
-    pub expires_in: Option<u64>,
+    /// How long the access token lives, always within
+    /// [`MIN_ACCESS_SECS`]`..=`[`MAX_ACCESS_SECS`]: `now + lifetime` never
+    /// overflows. From `expires_in`, read leniently
+    /// ([`wire::access_lifetime`]); [`DEFAULT_ACCESS_SECS`] when it is
+    /// missing, not a number, not positive or absurd.
+    pub lifetime: chrono::Duration,
 }
 
 /// `/oauth/userinfo`, reduced to what the connector uses.
@@ -68,11 +84,20 @@ impl OAuthError {
     pub fn needs_reauth(&self) -> bool {
         match self {
             Self::Rejected { code, description } => {
-                matches!(code.as_str(), "invalid_grant" | "invalid_client" | "unauthorized_client" | "consent_required")
+                matches!(code.as_str(), "invalid_grant" | "consent_required")
                     || description.as_deref().is_some_and(|d| d.contains("consent_required"))
             }
             _ => false,
         }
+    }
+
+    /// DocuSign refused *our client* (`invalid_client`: the secret is wrong or
+    /// was removed; `unauthorized_client`: the integration key may not use
+    /// this grant). Our configuration, not the tenant's consent: client
+    /// authentication comes before the grant is looked at (RFC 6749 §5.2),
+    /// so the code or refresh token presented is not spent.
+    pub fn client_rejected(&self) -> bool {
+        matches!(self, Self::Rejected { code, .. } if matches!(code.as_str(), "invalid_client" | "unauthorized_client"))
     }
 
     /// A short class for logs and bookkeeping; never holds a secret.

@@ -15,12 +15,13 @@ use super::idempotency::{valid_key, Claim, IdempotencyKey};
 use super::validate::validate_envelope;
 use crate::app::App;
 use crate::auth::Caller;
-use crate::cipher::Binding;
-use crate::connect::{chain, sha256_hex};
+use crate::cipher::{Binding, Record};
+use crate::crypto::sha256_hex;
+use crate::error::chain;
 use crate::docusign::esign::{EsignAnswer, EsignError};
 use crate::error::ApiError;
 use crate::refresh::{ensure_fresh, Need, RefreshError, Refreshed};
-use crate::store::{Connection, ConnectionStatus, AUTH_KEY};
+use crate::store::{Connection, ConnectionStatus};
 
 /// An access token expiring within this is refreshed before sending.
 pub const REFRESH_MARGIN_MINUTES: i64 = 5;
@@ -49,9 +50,9 @@ pub async fn send_envelope(
     idempotency_key: Option<&str>,
     deadline: Instant,
 ) -> Result<Sent, ApiError> {
-    let envelope = validate_envelope(body)?;
+    let envelope = Validated::from(validate_envelope(body)?);
     let Some(raw_key) = idempotency_key else {
-        return send_validated(app, caller, body, &envelope, deadline).await;
+        return send_validated(app, caller, &envelope, deadline).await;
     };
     if !valid_key(raw_key) {
         return Err(ApiError::invalid_request("Idempotency-Key: must be 1 to 255 visible ASCII characters"));
@@ -59,7 +60,7 @@ pub async fn send_envelope(
     let key = IdempotencyKey {
         tenant: caller.tenant.clone(),
         key_hash: sha256_hex(raw_key),
-        fingerprint: sha256_hex(&canonical(&envelope)),
+        fingerprint: sha256_hex(&envelope.json),
     };
     let waited_until = Instant::now() + DUPLICATE_WAIT.min(deadline.saturating_duration_since(Instant::now()));
     loop {
@@ -100,7 +101,7 @@ pub async fn send_envelope(
             }
         }
     }
-    let result = send_validated(app, caller, body, &envelope, deadline).await;
+    let result = send_validated(app, caller, &envelope, deadline).await;
     // Replay only answers that will not change: success, and DocuSign's own
     // refusal of this body. Anything transient frees the key for a retry.
     let replayable = match &result {
@@ -119,24 +120,39 @@ pub async fn send_envelope(
     result
 }
 
-/// Key order-independent form of the body, so a repeat that only reorders
-/// fields is the same request.
-fn canonical(value: &Value) -> String {
-    // serde_json's Map is a BTreeMap (no `preserve_order`): keys come sorted.
-    value.to_string()
+/// The envelope as it is sent: the serialization of the value the validator
+/// checked, never the raw body. Two JSON parsers can read one body
+/// differently (of two `emailSubject`s serde_json keeps the last, another
+/// parser may keep the first), so DocuSign gets exactly what was validated.
+struct Validated {
+    /// serde_json's Map is a BTreeMap (no `preserve_order`): keys come
+    /// sorted, so this is also the key order-independent form the
+    /// idempotency fingerprint hashes (a repeat that only reorders fields is
+    /// the same request).
+    json: String,
+    /// `status` as requested (`created` when absent), for the log.
+    requested: String,
+}
+
+impl From<Value> for Validated {
+    /// Consumes the parsed value, so that it and its serialization are not
+    /// both kept while sending.
+    fn from(envelope: Value) -> Self {
+        let requested = envelope.get("status").and_then(Value::as_str).unwrap_or("created").to_owned();
+        Self { json: envelope.to_string(), requested }
+    }
 }
 
 async fn send_validated(
     app: &App,
     caller: &Caller,
-    body: &[u8],
-    envelope: &Value,
+    envelope: &Validated,
     deadline: Instant,
 ) -> Result<Sent, ApiError> {
     let (connection, token) = usable_token(app, &caller.tenant, deadline).await?;
-    let answer = send_with_retries(app, &connection, token, body, deadline).await?;
+    let answer = send_with_retries(app, &connection, token, envelope.json.as_bytes(), deadline).await?;
     let envelope_id = answer["envelopeId"].as_str().unwrap_or_default();
-    let requested = envelope.get("status").and_then(|s| s.as_str()).unwrap_or("created");
+    let requested = envelope.requested.as_str();
     tracing::info!(
         tenant = %caller.tenant,
         account_id = %connection.identity.account_id,
@@ -153,6 +169,17 @@ async fn usable_token(app: &App, tenant: &str, deadline: Instant) -> Result<(Con
     let connection = app.store.get_connection(tenant).await?.ok_or_else(ApiError::not_connected)?;
     if connection.status == ConnectionStatus::ReauthRequired {
         return Err(ApiError::reauth_required());
+    }
+    // Before any token is decrypted or refreshed: the stored base URI is
+    // plain text that anyone able to write the table could have changed.
+    if let Err(refusal) = app.config.api_hosts.check(&connection.identity.base_uri) {
+        tracing::error!(
+            alarm = "base_uri_not_allowed",
+            tenant,
+            %refusal,
+            "ALARM: the stored DocuSign base URI is not allowed by DOCUSIGN_API_HOSTS; nothing was sent"
+        );
+        return Err(ApiError::connection_unusable());
     }
     let now = app.clock.now();
     let margin = Duration::minutes(REFRESH_MARGIN_MINUTES);
@@ -183,7 +210,7 @@ async fn fresh_token(app: &App, refreshed: Refreshed) -> Result<(Connection, Sec
 }
 
 async fn decrypt_access(app: &App, c: &Connection) -> Result<SecretString, ApiError> {
-    Ok(app.cipher.decrypt(&Binding { tenant: &c.tenant, record: AUTH_KEY }, &c.access_token).await?)
+    Ok(app.cipher.decrypt(&Binding { tenant: &c.tenant, record: Record::AccessToken }, &c.access_token).await?)
 }
 
 fn refresh_failure(e: RefreshError) -> ApiError {

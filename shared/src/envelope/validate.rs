@@ -1,13 +1,18 @@
 //! Validation of `POST /docusign/envelopes` bodies before anything is sent.
 //!
-//! The body is a DocuSign eSignature v2.1 `envelopeDefinition` and goes to
-//! DocuSign exactly as it came: [`validate_envelope`] only parses and checks
-//! it. A body over [`MAX_BODY_BYTES`] is `413`; anything else wrong is `400`
+//! The body is a DocuSign eSignature v2.1 `envelopeDefinition`:
+//! [`validate_envelope`] parses and checks it and returns the parsed value,
+//! whose serialization is what goes to DocuSign (never the raw bytes, which
+//! another JSON parser could read differently). A body over
+//! [`MAX_BODY_BYTES`] is `413`; anything else wrong is `400`
 //! with a message `<json path>: <what is wrong>`, e.g.
 //! `documents[1].documentBase64: is not valid base64 (...)`. The first
 //! problem found is reported.
 //!
 //! What is checked:
+//! - before anything is parsed, a pass over the raw bytes that allocates
+//!   nothing bounds the work the parse can cost: at most [`MAX_JSON_VALUES`]
+//!   values and [`MAX_JSON_DEPTH`] levels of nesting (see [`prescan`]);
 //! - the body is UTF-8 JSON and a JSON object;
 //! - every top-level property is one of `envelopeDefinition`'s and has the
 //!   JSON type DocuSign's swagger gives it (table in `schema_table.rs`,
@@ -22,7 +27,7 @@
 
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use base64::{DecodeError, Engine};
+use base64::{DecodeError, DecodeSliceError, Engine};
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
@@ -34,6 +39,33 @@ use schema_table::ENVELOPE_DEFINITION_PROPERTIES;
 
 /// Largest request body: Lambda's synchronous invocation payload limit.
 pub const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+
+/// Most JSON values (each string, number, literal, array and object, the
+/// body itself included) a body may hold, an object counting as
+/// [`OBJECT_COST`] values.
+///
+/// Parsed into a `serde_json::Value`, each value costs memory beyond its
+/// text: measured, 32 bytes for a `0` in an array, about 60 for a short
+/// string, about 155 for an object member with a distinct key (map slot and
+/// the key's own allocation), about 170 for `[0]`, and about 700 for a
+/// one-member object (the map's first node). A 6 MB body of such tiny items
+/// (`[0,0,…]`, `{"k1":0,"k2":0,…}`, `[{"a":0},{"a":0},…]`) would need
+/// hundreds of MB, more than a 128 MB function has. With objects weighted
+/// as 5, 150,000 bounds the parse at about 155 bytes x 150,000 = 23 MB
+/// (BENCHMARKS.md, "worst body", measures the whole function), and no real
+/// envelope gets near it: a large template with 3,000 tabs of 20
+/// properties each, its recipients and documents, is about 75,000.
+pub const MAX_JSON_VALUES: usize = 150_000;
+
+/// What an object counts for in [`MAX_JSON_VALUES`]: its map's first node
+/// costs about as much as four more values.
+pub const OBJECT_COST: usize = 5;
+
+/// Deepest nesting of arrays and objects. The deepest path of DocuSign's
+/// `envelopeDefinition` (`compositeTemplates[].inlineTemplates[].recipients
+/// .signers[].tabs.listTabs[].listItems[]`) is 13 levels; serde_json itself
+/// stops at 128 with a less helpful message.
+pub const MAX_JSON_DEPTH: usize = 64;
 
 /// Longest `emailSubject` DocuSign accepts, in characters (not bytes).
 const MAX_EMAIL_SUBJECT_CHARS: usize = 100;
@@ -89,8 +121,8 @@ enum Source {
 }
 
 /// Validates a `POST /docusign/envelopes` body before anything is sent.
-/// Returns the parsed JSON object unchanged (every field kept, DocuSign gets
-/// the body as it came).
+/// Returns the parsed JSON object unchanged (every field kept): what goes to
+/// DocuSign is its serialization, so DocuSign gets exactly what was checked.
 pub fn validate_envelope(body: &[u8]) -> Result<Value, ApiError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(ApiError::payload_too_large(format!(
@@ -110,6 +142,7 @@ pub fn validate_envelope(body: &[u8]) -> Result<Value, ApiError> {
             format!("is not UTF-8 (invalid byte at offset {})", e.valid_up_to()),
         )
     })?;
+    prescan(body)?;
     let value: Value = serde_json::from_str(text)
         .map_err(|e| invalid("body", format!("is not valid JSON ({e})")))?;
     let Some(envelope) = value.as_object() else {
@@ -131,6 +164,86 @@ pub fn validate_envelope(body: &[u8]) -> Result<Value, ApiError> {
         check_recipients(recipients)?;
     }
     Ok(value)
+}
+
+// ----- before the parse ----------------------------------------------------------
+
+/// Bounds what parsing `body` can cost, in one pass over the bytes that
+/// allocates nothing: refuses more than [`MAX_JSON_VALUES`] values (objects
+/// counting [`OBJECT_COST`]) or nesting deeper than [`MAX_JSON_DEPTH`].
+///
+/// Values are counted from the structure outside strings: every `[` and `{`
+/// is one, and every `,` separates one more, so `1 + [ + { + ,` bounds the
+/// values of any JSON text (an empty container makes it overcount by one).
+/// It is not a JSON check: whatever else is wrong is left to serde_json, which
+/// stops at the first error, before building anything past what was counted.
+/// Inside strings only `\` (escapes the next byte) and `"` (ends it) count;
+/// both are ASCII, so no UTF-8 sequence can hide one.
+pub fn prescan(body: &[u8]) -> Result<(), ApiError> {
+    let shape = Shape::of(body);
+    if shape.depth > MAX_JSON_DEPTH {
+        return Err(invalid(
+            "body",
+            format!("nests arrays and objects more than {MAX_JSON_DEPTH} levels deep; an envelope never needs that many"),
+        ));
+    }
+    if shape.cost() > MAX_JSON_VALUES {
+        return Err(invalid(
+            "body",
+            format!("holds more than {MAX_JSON_VALUES} JSON values (an object counting {OBJECT_COST}); an envelope never needs that many"),
+        ));
+    }
+    Ok(())
+}
+
+/// What [`prescan`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shape {
+    /// `1 + [ + { + ,` outside strings: at least the number of values.
+    values: usize,
+    /// `{` outside strings.
+    objects: usize,
+    /// The deepest nesting of `[`/`{` outside strings.
+    depth: usize,
+}
+
+impl Shape {
+    /// What counts against [`MAX_JSON_VALUES`].
+    fn cost(&self) -> usize {
+        self.values + (OBJECT_COST - 1) * self.objects
+    }
+
+    fn of(body: &[u8]) -> Self {
+        let mut shape = Shape { values: 1, objects: 0, depth: 0 };
+        let mut depth = 0usize;
+        let mut in_string = false;
+        let mut escaped = false;
+        for &byte in body {
+            if in_string {
+                if escaped {
+                    escaped = false;
+                } else if byte == b'\\' {
+                    escaped = true;
+                } else if byte == b'"' {
+                    in_string = false;
+                }
+                continue;
+            }
+            match byte {
+                b'"' => in_string = true,
+                b'[' | b'{' => {
+                    shape.values += 1;
+                    shape.objects += usize::from(byte == b'{');
+                    depth += 1;
+                    shape.depth = shape.depth.max(depth);
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                b',' => shape.values += 1,
+                _ => {}
+            }
+        }
+        shape
+    }
 }
 
 // ----- top level -------------------------------------------------------------
@@ -286,7 +399,7 @@ fn check_base64(path: &str, content: &str) -> Result<(), ApiError> {
             "is not valid base64: send the base64 content only, without a data: URL prefix",
         ));
     }
-    DOCUMENT_BASE64.decode(content).map(drop).map_err(|e| {
+    decode_in_pieces(content, BASE64_PIECE).map_err(|e| {
         let why = match e {
             DecodeError::InvalidByte(offset, byte) => {
                 format!("character {:?} at offset {offset}", char::from(byte))
@@ -302,6 +415,49 @@ fn check_base64(path: &str, content: &str) -> Result<(), ApiError> {
             format!("is not valid base64 ({why}); expected standard base64 (A-Z a-z 0-9 + /, optional = padding)"),
         )
     })
+}
+
+/// Characters of base64 decoded at a time (a whole number of 4-character groups).
+const BASE64_PIECE: usize = 4 * 1024;
+
+/// Whether `content` decodes, decoding `piece` characters at a time into a
+/// buffer on the stack: a 6 MB document is checked without holding its
+/// 4.5 MB of bytes. The verdict is the same as decoding the whole: every
+/// piece but the last is whole 4-character groups, which always decode
+/// when they hold only the alphabet, and padding may only end the content.
+/// Offsets in the error are from the start of `content`.
+fn decode_in_pieces(content: &str, piece: usize) -> Result<(), DecodeError> {
+    debug_assert!(piece % 4 == 0 && piece > 0 && piece <= BASE64_PIECE);
+    let bytes = content.as_bytes();
+    let mut out = [0u8; BASE64_PIECE / 4 * 3];
+    let mut start = 0;
+    loop {
+        let end = (start + piece).min(bytes.len());
+        let chunk = &bytes[start..end];
+        let last = end == bytes.len();
+        if !last {
+            if let Some(i) = chunk.iter().position(|&b| b == b'=') {
+                return Err(DecodeError::InvalidByte(start + i, b'='));
+            }
+        }
+        match DOCUMENT_BASE64.decode_slice(chunk, &mut out) {
+            Ok(_) => {}
+            Err(DecodeSliceError::DecodeError(e)) => {
+                return Err(match e {
+                    DecodeError::InvalidByte(at, byte) => DecodeError::InvalidByte(start + at, byte),
+                    DecodeError::InvalidLastSymbol(at, byte) => DecodeError::InvalidLastSymbol(start + at, byte),
+                    other => other,
+                })
+            }
+            // Cannot happen: a piece of at most BASE64_PIECE characters
+            // decodes to at most the buffer's size.
+            Err(DecodeSliceError::OutputSliceTooSmall) => return Err(DecodeError::InvalidPadding),
+        }
+        if last {
+            return Ok(());
+        }
+        start = end;
+    }
 }
 
 /// `templateRoles`: a non-empty array of objects, each with a `roleName`;
@@ -654,6 +810,172 @@ mod tests {
         assert_eq!(error.status, StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(error.code, "payload_too_large");
         assert_starts(&error.message, "body: is 6291457 bytes");
+    }
+
+    // ----- bounded work before the parse -----
+
+    /// The pre-scan's verdict on `body`: `Ok` or the 400 message.
+    fn scanned(body: &[u8]) -> Result<(), String> {
+        prescan(body).map_err(|e| {
+            assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, "invalid_request"));
+            e.message
+        })
+    }
+
+    /// `{"documents":[0,0,…]}` with `items` zeros: `items + 2` values, one an object.
+    fn zeros(items: usize) -> Vec<u8> {
+        let mut raw = b"{\"documents\":[".to_vec();
+        for i in 0..items {
+            raw.extend_from_slice(if i == 0 { b"0" } else { b",0" });
+        }
+        raw.extend_from_slice(b"]}");
+        raw
+    }
+
+    #[test]
+    fn a_body_of_more_json_values_than_any_envelope_is_refused_before_parsing() {
+        assert_eq!(scanned(&zeros(MAX_JSON_VALUES - 2 - 4)), Ok(()));
+        let message = scanned(&zeros(MAX_JSON_VALUES - 1 - 4)).unwrap_err();
+        assert_eq!(
+            message,
+            format!("body: holds more than {MAX_JSON_VALUES} JSON values (an object counting 5); an envelope never needs that many")
+        );
+        // One-member objects count 5 each (their map is what costs).
+        let objects = |n: usize| format!("[{}{{}}]", "{\"a\":0},".repeat(n - 1)).into_bytes();
+        let per_object = 1 + OBJECT_COST; // the object, its member
+        assert_eq!(scanned(&objects((MAX_JSON_VALUES - 2) / per_object)), Ok(()));
+        assert_starts(&scanned(&objects(MAX_JSON_VALUES / per_object + 1)).unwrap_err(), "body: holds more than");
+        // Through the validator, in a body well under 6 MB: 400, not a parse.
+        let error = validate_envelope(&zeros(3_000_000)).unwrap_err();
+        assert_eq!(error.status, StatusCode::BAD_REQUEST);
+        assert_starts(&error.message, "body: holds more than");
+        // Objects count as values, duplicate keys included.
+        let mut dup = b"{".to_vec();
+        for i in 0..MAX_JSON_VALUES {
+            dup.extend_from_slice(if i == 0 { b"\"a\":{}" } else { b",\"a\":{}" });
+        }
+        dup.push(b'}');
+        assert_starts(&scanned(&dup).unwrap_err(), "body: holds more than");
+    }
+
+    #[test]
+    fn nesting_deeper_than_any_envelope_is_refused_before_parsing() {
+        let nested = |levels: usize| format!("{}{}", "[".repeat(levels), "]".repeat(levels)).into_bytes();
+        assert_eq!(scanned(&nested(MAX_JSON_DEPTH)), Ok(()));
+        assert_eq!(
+            scanned(&nested(MAX_JSON_DEPTH + 1)).unwrap_err(),
+            format!("body: nests arrays and objects more than {MAX_JSON_DEPTH} levels deep; an envelope never needs that many")
+        );
+        // A 6 MB `[[[[…` stops at the limit, unclosed or not.
+        let deep = "[".repeat(MAX_BODY_BYTES).into_bytes();
+        assert_starts(&rejected_bytes(&deep), "body: nests arrays and objects more than 64");
+        let objects = "{\"a\":".repeat(MAX_JSON_DEPTH + 1).into_bytes();
+        assert_starts(&scanned(&objects).unwrap_err(), "body: nests");
+        // Depth is the current nesting, not the number of containers.
+        let wide = "[],".repeat(1000);
+        assert_eq!(scanned(format!("[{wide}[]]").as_bytes()), Ok(()));
+    }
+
+    #[test]
+    fn brackets_commas_and_escaped_quotes_inside_strings_do_not_count() {
+        // A string full of structure is one value.
+        let inside = format!("{}{}", "[{,:".repeat(MAX_JSON_VALUES), "]}".repeat(10));
+        let body = json!({"emailSubject": inside}).to_string();
+        assert_eq!(scanned(body.as_bytes()), Ok(()));
+        // An escaped quote does not end the string; an escaped backslash does
+        // not escape the quote after it.
+        let tricky = format!(r#"{{"a":"\"[[[[{}","b":"\\","c":"\\\"{}"}}"#, "[".repeat(100), "{".repeat(100));
+        assert!(serde_json::from_str::<Value>(&tricky).is_ok(), "{tricky}");
+        assert_eq!(scanned(tricky.as_bytes()), Ok(()));
+        // After an escaped backslash the quote ends the string: what follows counts.
+        let after = format!(r#"["\\",{}1{}]"#, "[".repeat(MAX_JSON_DEPTH), "]".repeat(MAX_JSON_DEPTH));
+        assert_starts(&scanned(after.as_bytes()).unwrap_err(), "body: nests");
+        // Multi-byte UTF-8 never hides a quote or a backslash.
+        let unicode = json!({"emailSubject": "é\"😀\\[", "x": ["ü"]}).to_string();
+        assert_eq!(scanned(unicode.as_bytes()), Ok(()));
+    }
+
+    #[test]
+    fn the_examples_and_a_six_mb_document_pass_the_prescan() {
+        for example in [documents_example(), template_example()] {
+            assert_eq!(scanned(example.to_string().as_bytes()), Ok(()));
+        }
+        let big = documents_with(|v| v["documents"][0]["documentBase64"] = json!("A".repeat(MAX_BODY_BYTES - 1024)));
+        assert!(validate(&big).is_ok());
+    }
+
+    #[test]
+    fn base64_is_checked_in_pieces_with_offsets_from_the_start() {
+        let good = "QUJD".repeat(3000);
+        assert_eq!(decode_in_pieces(&good, BASE64_PIECE), Ok(()));
+        let mut bad = good.clone();
+        bad.replace_range(9001..9002, "*");
+        assert_eq!(decode_in_pieces(&bad, BASE64_PIECE), Err(DecodeError::InvalidByte(9001, b'*')));
+        // Padding in the middle is refused even where a piece ends.
+        let padded_middle = format!("{}QQ==QUJD", "QUJD".repeat(BASE64_PIECE / 4 - 1));
+        assert!(decode_in_pieces(&padded_middle, BASE64_PIECE).is_err());
+        assert!(DOCUMENT_BASE64.decode(&padded_middle).is_err());
+        let message = rejected(documents_with(|v| v["documents"][0]["documentBase64"] = json!(bad)));
+        assert_starts(&message, "documents[0].documentBase64: is not valid base64 (character '*' at offset 9001)");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, failure_persistence: None, ..Default::default() })]
+
+        /// Decoding in pieces gives the same verdict as decoding the whole,
+        /// for contents spanning many pieces (small pieces stand for 4 KiB).
+        #[test]
+        fn base64_in_pieces_agrees_with_the_whole(content in "[AQgw+/=*-]{0,64}", piece in 1usize..5) {
+            let whole = DOCUMENT_BASE64.decode(&content).is_ok();
+            proptest::prop_assert_eq!(decode_in_pieces(&content, piece * 4).is_ok(), whole, "{}", content);
+        }
+
+        /// On any JSON text the pre-scan's count bounds the values serde_json
+        /// builds, and its depth is the text's own.
+        #[test]
+        fn the_prescan_bounds_what_the_parse_builds(value in json_tree()) {
+            let text = value.to_string();
+            let shape = Shape::of(text.as_bytes());
+            proptest::prop_assert!(shape.values >= values_in(&value), "{:?} for {}", shape, text);
+            proptest::prop_assert_eq!(shape.depth, depth_of(&value), "{}", text);
+            let pretty = serde_json::to_string_pretty(&value).unwrap();
+            proptest::prop_assert_eq!(Shape::of(pretty.as_bytes()), shape);
+            let objects = text.len() - text.replace('{', "").len();
+            proptest::prop_assert!(shape.objects <= objects);
+            proptest::prop_assert_eq!(prescan(text.as_bytes()).is_ok(), shape.depth <= MAX_JSON_DEPTH && shape.cost() <= MAX_JSON_VALUES);
+        }
+    }
+
+    fn json_tree() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<i32>().prop_map(|n| json!(n)),
+            r#"[a-z\[\]{},:"\\é]{0,8}"#.prop_map(Value::String),
+        ];
+        leaf.prop_recursive(80, 256, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(r#"[a-z"\\\[{]{1,4}"#, inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn values_in(value: &Value) -> usize {
+        1 + match value {
+            Value::Array(items) => items.iter().map(values_in).sum(),
+            Value::Object(map) => map.values().map(values_in).sum(),
+            _ => 0,
+        }
+    }
+
+    fn depth_of(value: &Value) -> usize {
+        match value {
+            Value::Array(items) => 1 + items.iter().map(depth_of).max().unwrap_or(0),
+            Value::Object(map) => 1 + map.values().map(depth_of).max().unwrap_or(0),
+            _ => 0,
+        }
     }
 
     // ----- the body itself -----

@@ -2,7 +2,8 @@
 //!
 //! Table: partition key `tenant_id`, sort key `key`. Items per tenant:
 //! `docusign_auth`, `docusign_refresh` (the connection), `consent#<sha256 of
-//! state>` (pending consents), `lease#refresh` (the refresh lease). The
+//! state>` (pending consents), `proposal#<sha256 of confirmation>` (proposed
+//! connections awaiting the admin's confirmation), `lease#refresh` (the refresh lease). The
 //! refresh record of an active connection carries `due_shard`/`due_at`, the
 //! keys of the sparse global secondary index `due_index`, so the scheduled
 //! refresh finds connections by when they fall due without scanning.
@@ -11,7 +12,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Get, Put, TransactGetItem, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Get, Put, TransactGetItem, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -124,23 +125,39 @@ impl<'a> Reader<'a> {
 
 // ---- records -------------------------------------------------------------------
 
-pub fn auth_item(c: &Connection) -> Item {
-    let mut item = key(&c.tenant, AUTH_KEY);
-    let id = &c.identity;
-    item.extend([
-        ("connection_id".to_owned(), s(&c.connection_id)),
-        ("version".to_owned(), n(c.version)),
-        ("environment".to_owned(), s(c.environment.as_str())),
-        ("access_token".to_owned(), b(&c.access_token)),
-        ("access_token_expires_at".to_owned(), t(c.access_token_expires_at)),
+fn identity_attributes(id: &Identity) -> [(String, AttributeValue); 6] {
+    [
         ("account_id".to_owned(), s(&id.account_id)),
         ("account_name".to_owned(), s(&id.account_name)),
         ("base_uri".to_owned(), s(&id.base_uri)),
         ("user_id".to_owned(), s(&id.user_id)),
         ("user_name".to_owned(), s(&id.user_name)),
         ("user_email".to_owned(), s(&id.user_email)),
+    ]
+}
+
+fn identity_from(r: &Reader<'_>) -> Result<Identity, StoreError> {
+    Ok(Identity {
+        user_id: r.s("user_id")?,
+        user_name: r.s("user_name")?,
+        user_email: r.s("user_email")?,
+        account_id: r.s("account_id")?,
+        account_name: r.s("account_name")?,
+        base_uri: r.s("base_uri")?,
+    })
+}
+
+pub fn auth_item(c: &Connection) -> Item {
+    let mut item = key(&c.tenant, AUTH_KEY);
+    item.extend([
+        ("connection_id".to_owned(), s(&c.connection_id)),
+        ("version".to_owned(), n(c.version)),
+        ("environment".to_owned(), s(c.environment.as_str())),
+        ("access_token".to_owned(), b(&c.access_token)),
+        ("access_token_expires_at".to_owned(), t(c.access_token_expires_at)),
         ("connected_at".to_owned(), t(c.connected_at)),
     ]);
+    item.extend(identity_attributes(&c.identity));
     item
 }
 
@@ -184,14 +201,7 @@ pub fn connection_from_items(auth: &Item, refresh: &Item) -> Result<Connection, 
         connection_id,
         version,
         environment: a.env()?,
-        identity: Identity {
-            user_id: a.s("user_id")?,
-            user_name: a.s("user_name")?,
-            user_email: a.s("user_email")?,
-            account_id: a.s("account_id")?,
-            account_name: a.s("account_name")?,
-            base_uri: a.s("base_uri")?,
-        },
+        identity: identity_from(&a)?,
         access_token: a.b("access_token")?,
         access_token_expires_at: a.t("access_token_expires_at")?,
         refresh_token: r.b("refresh_token")?,
@@ -234,13 +244,76 @@ fn consent_from_item(tenant: &str, state_hash: &str, item: &Item) -> Result<Pend
     })
 }
 
+fn proposal_sort_key(confirmation_hash: &str) -> String {
+    format!("{PROPOSAL_PREFIX}{confirmation_hash}")
+}
+
+fn proposal_item(p: &ProposedConnection) -> Item {
+    let mut item = key(&p.tenant, &proposal_sort_key(&p.confirmation_hash));
+    item.extend([
+        ("state_hash".to_owned(), s(&p.state_hash)),
+        ("admin".to_owned(), s(&p.admin)),
+        ("environment".to_owned(), s(p.environment.as_str())),
+        ("access_token".to_owned(), b(&p.access_token)),
+        ("access_token_expires_at".to_owned(), t(p.access_token_expires_at)),
+        ("refresh_token".to_owned(), b(&p.refresh_token)),
+        ("refresh_token_expires_at".to_owned(), t(p.refresh_token_expires_at)),
+        ("issued_at".to_owned(), t(p.issued_at)),
+        ("expires_at".to_owned(), t(p.expires_at)),
+        // For the promotion's condition: compared as a number.
+        ("expires_ms".to_owned(), n(p.expires_at.timestamp_millis())),
+        ("ttl".to_owned(), n(p.expires_at.timestamp() + 3600)),
+    ]);
+    item.extend(identity_attributes(&p.identity));
+    item
+}
+
+fn proposal_from_item(tenant: &str, confirmation_hash: &str, item: &Item) -> Result<ProposedConnection, StoreError> {
+    let r = Reader::new(item, "proposed connection");
+    Ok(ProposedConnection {
+        tenant: tenant.to_owned(),
+        confirmation_hash: confirmation_hash.to_owned(),
+        state_hash: r.s("state_hash")?,
+        admin: r.s("admin")?,
+        environment: r.env()?,
+        identity: identity_from(&r)?,
+        access_token: r.b("access_token")?,
+        access_token_expires_at: r.t("access_token_expires_at")?,
+        refresh_token: r.b("refresh_token")?,
+        refresh_token_expires_at: r.t("refresh_token_expires_at")?,
+        issued_at: r.t("issued_at")?,
+        expires_at: r.t("expires_at")?,
+    })
+}
+
 impl DynamoStore {
+    fn consent_exists(&self, tenant: &str, state_hash: &str) -> TransactWriteItem {
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(tenant, &format!("{CONSENT_PREFIX}{state_hash}"))))
+            .condition_expression("attribute_exists(tenant_id)")
+            .build()
+            .expect("table, key and condition are set");
+        TransactWriteItem::builder().condition_check(check).build()
+    }
+
     pub(crate) fn put(&self, item: Item) -> Put {
         Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
             .build()
             .expect("table name and item are set")
+    }
+
+    async fn delete_item(&self, tenant: &str, sort: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(tenant, sort)))
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 
     /// Every sort key of a tenant that starts with `prefix` (consistent read).
@@ -349,18 +422,68 @@ impl TokenStore for DynamoStore {
         }
     }
 
-    async fn replace_connection(&self, connection: &Connection) -> Result<(), StoreError> {
+    async fn put_proposal(&self, proposal: &ProposedConnection) -> Result<(), StoreError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(proposal_item(proposal)))
+            .condition_expression("attribute_not_exists(tenant_id)")
+            .build()
+            .expect("table name and item are set");
         self.client
             .transact_write_items()
+            .transact_items(self.consent_exists(&proposal.tenant, &proposal.state_hash))
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .send()
+            .await
+            .map_err(Self::transaction_error)?;
+        Ok(())
+    }
+
+    async fn get_proposal(&self, tenant: &str, confirmation_hash: &str) -> Result<Option<ProposedConnection>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(tenant, &proposal_sort_key(confirmation_hash))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend)?;
+        out.item
+            .filter(|i| !i.is_empty())
+            .map(|item| proposal_from_item(tenant, confirmation_hash, &item))
+            .transpose()
+    }
+
+    async fn promote_proposal(&self, proposal: &ProposedConnection, connection: &Connection, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let used = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(&proposal.tenant, &proposal_sort_key(&proposal.confirmation_hash))))
+            .condition_expression("attribute_exists(tenant_id) AND admin = :admin AND expires_ms > :now")
+            .expression_attribute_values(":admin", s(&proposal.admin))
+            .expression_attribute_values(":now", n(now.timestamp_millis()))
+            .build()
+            .expect("table, key and condition are set");
+        self.client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(used).build())
+            .transact_items(self.consent_exists(&proposal.tenant, &proposal.state_hash))
             .transact_items(TransactWriteItem::builder().put(self.put(auth_item(connection))).build())
             .transact_items(TransactWriteItem::builder().put(self.put(refresh_item(connection))).build())
             .send()
             .await
-            .map_err(backend)?;
+            .map_err(Self::transaction_error)?;
         Ok(())
     }
 
     async fn delete_connection(&self, tenant: &str) -> Result<(), StoreError> {
+        // Consents first (see the trait): a confirmation fenced on them
+        // can then never land after the records are gone.
+        let mut consents = self.keys_with_prefix(tenant, CONSENT_PREFIX).await?;
+        consents.extend(self.keys_with_prefix(tenant, PROPOSAL_PREFIX).await?);
+        for sort in consents {
+            self.delete_item(tenant, &sort).await?;
+        }
         let delete = |sort: &str| {
             TransactWriteItem::builder()
                 .delete(
@@ -379,18 +502,7 @@ impl TokenStore for DynamoStore {
             .send()
             .await
             .map_err(backend)?;
-        let mut others = self.keys_with_prefix(tenant, CONSENT_PREFIX).await?;
-        others.push(LEASE_KEY.to_owned());
-        for sort in others {
-            self.client
-                .delete_item()
-                .table_name(&self.table)
-                .set_key(Some(key(tenant, &sort)))
-                .send()
-                .await
-                .map_err(backend)?;
-        }
-        Ok(())
+        self.delete_item(tenant, LEASE_KEY).await
     }
 
     async fn acquire_lease(&self, tenant: &str, owner: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<LeaseAcquire, StoreError> {
@@ -415,7 +527,7 @@ impl TokenStore for DynamoStore {
                 let item = out.attributes.unwrap_or_default();
                 let presented = Reader::new(&item, "lease").opt_s("presented").and_then(|p| {
                     let (cid, v) = p.rsplit_once('#')?;
-                    Some((cid.to_owned(), v.parse().ok()?))
+                    Some(PresentedMark { connection_id: cid.to_owned(), version: v.parse().ok()? })
                 });
                 Ok(LeaseAcquire::Acquired { presented })
             }
@@ -424,7 +536,7 @@ impl TokenStore for DynamoStore {
         }
     }
 
-    async fn mark_presented(&self, tenant: &str, owner: &str, connection_id: &str, version: u64, must_hold_until: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn mark_presented(&self, tenant: &str, owner: &str, mark: &PresentedMark, must_hold_until: DateTime<Utc>) -> Result<(), StoreError> {
         let result = self
             .client
             .update_item()
@@ -435,7 +547,7 @@ impl TokenStore for DynamoStore {
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":me", s(owner))
             .expression_attribute_values(":hold", n(must_hold_until.timestamp_millis()))
-            .expression_attribute_values(":p", s(format!("{connection_id}#{version}")))
+            .expression_attribute_values(":p", s(format!("{}#{}", mark.connection_id, mark.version)))
             .send()
             .await;
         match result {

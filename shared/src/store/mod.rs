@@ -5,15 +5,18 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::cipher::BoxError;
+use crate::error::BoxError;
 use crate::config::DocuSignEnvironment;
 
+pub mod contract;
 #[cfg(feature = "aws")]
 pub mod dynamo;
+pub mod memory;
 
 pub const AUTH_KEY: &str = "docusign_auth";
 pub const REFRESH_KEY: &str = "docusign_refresh";
 pub const CONSENT_PREFIX: &str = "consent#";
+pub const PROPOSAL_PREFIX: &str = "proposal#";
 pub const LEASE_KEY: &str = "lease#refresh";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +99,33 @@ pub struct PendingConsent {
     pub expires_at: DateTime<Utc>,
 }
 
+/// What a successful callback found, waiting for the admin who started the
+/// consent to confirm it: found by the hash of its one-time confirmation.
+/// Its tokens are ciphertext under the tenant's `docusign_auth` and
+/// `docusign_refresh` contexts, so the promotion copies them unchanged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProposedConnection {
+    pub tenant: String,
+    pub confirmation_hash: String,
+    /// The pending consent it came from: the promotion is fenced on it, so
+    /// a disconnect (which deletes consents) stops every later confirmation.
+    pub state_hash: String,
+    /// The CRM user (`sub`) who started the consent: the only one who may confirm.
+    pub admin: String,
+    pub environment: DocuSignEnvironment,
+    pub identity: Identity,
+    /// KMS ciphertext.
+    pub access_token: Vec<u8>,
+    pub access_token_expires_at: DateTime<Utc>,
+    /// KMS ciphertext.
+    pub refresh_token: Vec<u8>,
+    pub refresh_token_expires_at: DateTime<Utc>,
+    /// When DocuSign issued the tokens (the callback).
+    pub issued_at: DateTime<Utc>,
+    /// After this the proposal cannot be confirmed.
+    pub expires_at: DateTime<Utc>,
+}
+
 #[derive(Debug)]
 pub enum TakeConsent {
     /// First use: the consent is now marked used.
@@ -114,6 +144,25 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// Which connection version's refresh token a lease holder presented to
+/// DocuSign (step 3 of the refresh protocol, `refresh.rs`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PresentedMark {
+    pub connection_id: String,
+    pub version: u64,
+}
+
+impl PresentedMark {
+    pub fn of(connection: &Connection) -> Self {
+        Self { connection_id: connection.connection_id.clone(), version: connection.version }
+    }
+
+    /// Whether the mark names this connection's current refresh token.
+    pub fn is_of(&self, connection: &Connection) -> bool {
+        self.connection_id == connection.connection_id && self.version == connection.version
+    }
+}
+
 /// The refresh lease of a tenant, as acquiring it found it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum LeaseAcquire {
@@ -121,7 +170,7 @@ pub enum LeaseAcquire {
     /// connection version whose refresh token a previous holder presented to
     /// DocuSign without releasing the lease afterwards (it died, or its lease
     /// ran out while it was still storing the answer).
-    Acquired { presented: Option<(String, u64)> },
+    Acquired { presented: Option<PresentedMark> },
     /// Another caller holds it.
     Held,
 }
@@ -133,18 +182,29 @@ pub trait TokenStore: Send + Sync {
     async fn take_pending_consent(&self, tenant: &str, state_hash: &str) -> Result<TakeConsent, StoreError>;
     /// Both records, read together; `None` when the tenant is not connected.
     async fn get_connection(&self, tenant: &str) -> Result<Option<Connection>, StoreError>;
-    /// Writes both records in one transaction, replacing any previous connection.
-    async fn replace_connection(&self, connection: &Connection) -> Result<(), StoreError>;
-    /// Removes both records, every pending consent and any lease. Idempotent.
+    /// Stores a proposed connection, only while its pending consent still
+    /// exists (`Conflict` after a disconnect removed it).
+    async fn put_proposal(&self, proposal: &ProposedConnection) -> Result<(), StoreError>;
+    /// The proposal with this confirmation hash, if any (consistent read).
+    async fn get_proposal(&self, tenant: &str, confirmation_hash: &str) -> Result<Option<ProposedConnection>, StoreError>;
+    /// In one transaction: removes the proposal (so it is used once) and
+    /// writes `connection`, replacing any previous one, only if the proposal
+    /// and its pending consent both still exist and the proposal is still
+    /// `admin`'s and unexpired at `now`. `Conflict` otherwise.
+    async fn promote_proposal(&self, proposal: &ProposedConnection, connection: &Connection, now: DateTime<Utc>)
+        -> Result<(), StoreError>;
+    /// Removes every pending and proposed consent, then both records, then
+    /// any lease. Idempotent. Consents go first: a confirmation that lands
+    /// before them is undone by the records' deletion, one after them fails.
     async fn delete_connection(&self, tenant: &str) -> Result<(), StoreError>;
 
     /// Takes the tenant's refresh lease if it is free or expired at `now`.
     async fn acquire_lease(&self, tenant: &str, owner: &str, now: DateTime<Utc>, until: DateTime<Utc>)
         -> Result<LeaseAcquire, StoreError>;
     /// Records, while still holding the lease with at least `must_hold_until`
-    /// left, that the refresh token of `(connection_id, version)` is about to be
-    /// presented. `Conflict` when the lease is no longer ours.
-    async fn mark_presented(&self, tenant: &str, owner: &str, connection_id: &str, version: u64, must_hold_until: DateTime<Utc>)
+    /// left, that the refresh token `mark` names is about to be presented.
+    /// `Conflict` when the lease is no longer ours.
+    async fn mark_presented(&self, tenant: &str, owner: &str, mark: &PresentedMark, must_hold_until: DateTime<Utc>)
         -> Result<(), StoreError>;
     /// Frees the lease (and its presented mark) if it is still ours.
     async fn release_lease(&self, tenant: &str, owner: &str) -> Result<(), StoreError>;

@@ -142,6 +142,20 @@ async fn clear_faults(AxState(shared): AxState<Shared>) -> Response {
 struct Options {
     expires_in_as_string: Option<bool>,
     is_default_as_string: Option<bool>,
+    /// Present (even `null`): token answers carry `"expires_in"` as this exact
+    /// JSON value. Absent: unchanged.
+    #[serde(default, deserialize_with = "present")]
+    expires_in_raw: Option<Value>,
+    /// `true`: back to the normal `expires_in`.
+    #[serde(default)]
+    expires_in_normal: bool,
+    /// The integration key's new secret (the old one stops working).
+    client_secret: Option<String>,
+}
+
+/// `Some` whenever the field is present, `null` included.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 async fn options(AxState(shared): AxState<Shared>, body: Bytes) -> Response {
@@ -153,10 +167,22 @@ async fn options(AxState(shared): AxState<Shared>, body: Bytes) -> Response {
         if let Some(yes) = req.is_default_as_string {
             st.is_default_as_string = yes;
         }
-        Json(json!({
+        if req.expires_in_normal {
+            st.expires_in_raw = None;
+        }
+        if let Some(raw) = req.expires_in_raw {
+            st.expires_in_raw = Some(raw);
+        }
+        if let Some(secret) = req.client_secret.as_deref() {
+            st.set_client_secret(secret);
+        }
+        let mut answer = json!({
             "expires_in_as_string": st.expires_in_as_string,
             "is_default_as_string": st.is_default_as_string,
-        }))
-        .into_response()
+        });
+        if let Some(raw) = &st.expires_in_raw {
+            answer["expires_in_raw"] = raw.clone();
+        }
+        Json(answer).into_response()
     })
 }

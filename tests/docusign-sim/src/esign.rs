@@ -28,7 +28,11 @@ pub(crate) async fn create_envelope(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    state::lock(&shared).stats.envelope_calls += 1;
+    {
+        let mut st = state::lock(&shared);
+        st.stats.envelope_calls += 1;
+        st.last_envelope_body = Some(body.to_vec());
+    }
     let (shared2, account2) = (shared.clone(), account_id.clone());
     let mut response = with_faults(&shared, Endpoint::Envelopes, move || {
         match create(&shared2, &account2, &headers, &body) {

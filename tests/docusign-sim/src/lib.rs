@@ -128,6 +128,20 @@ impl Simulator {
         self.lock().expires_in_as_string = yes;
     }
 
+    /// `Some(v)`: token answers (code exchange and refresh) carry
+    /// `"expires_in": v`, any JSON value (`null` included), whatever the
+    /// access token's real life (8 hours). `None`: back to normal.
+    pub fn set_expires_in_raw(&self, value: Option<serde_json::Value>) {
+        self.lock().expires_in_raw = value;
+    }
+
+    /// The integration key's secret is rotated: from now on only `secret`
+    /// authenticates at the token endpoint (others get `invalid_client`,
+    /// before the grant is looked at). Issued tokens and codes stay valid.
+    pub fn set_client_secret(&self, secret: &str) {
+        self.lock().set_client_secret(secret);
+    }
+
     /// userinfo gives `"is_default":"true"` instead of a boolean.
     pub fn set_is_default_as_string(&self, yes: bool) {
         self.lock().is_default_as_string = yes;
@@ -140,6 +154,12 @@ impl Simulator {
     /// Envelopes accepted so far, oldest first.
     pub fn envelopes(&self) -> Vec<ReceivedEnvelope> {
         self.lock().envelopes.clone()
+    }
+
+    /// The raw bytes of the last envelope-creation request received
+    /// (accepted or not): what DocuSign would have parsed.
+    pub fn last_envelope_body(&self) -> Option<Vec<u8>> {
+        self.lock().last_envelope_body.clone()
     }
 
     /// The client secret and every authorization code, access token and

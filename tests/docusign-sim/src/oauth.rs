@@ -241,7 +241,10 @@ fn token_response(
     let authenticated = util::basic_credentials(headers)
         .iter()
         .any(|(id, secret)| *id == client_id && *secret == st.config.client_secret);
+    // RFC 6749 §5.2: the client is authenticated before the grant is
+    // looked at, so a refused attempt consumes neither code nor refresh token.
     if !authenticated {
+        st.stats.invalid_client += 1;
         let mut response = oauth_error(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
@@ -303,7 +306,9 @@ fn token_response(
 }
 
 fn token_success(st: &State, tokens: IssuedTokens) -> Response {
-    let expires_in = if st.expires_in_as_string {
+    let expires_in = if let Some(raw) = &st.expires_in_raw {
+        raw.clone()
+    } else if st.expires_in_as_string {
         Value::from(ACCESS_TTL_SECS.to_string())
     } else {
         Value::from(ACCESS_TTL_SECS)

@@ -90,9 +90,15 @@ pub(crate) struct State {
     next_grant_id: u64,
     pub faults: HashMap<Endpoint, VecDeque<(Fault, u32)>>,
     pub expires_in_as_string: bool,
+    /// `Some(v)`: token answers carry `"expires_in": v` exactly (any JSON,
+    /// `null` included), overriding `expires_in_as_string`.
+    pub expires_in_raw: Option<serde_json::Value>,
     pub is_default_as_string: bool,
     pub stats: Stats,
     pub envelopes: Vec<ReceivedEnvelope>,
+    /// The bytes of the last envelope-creation request, as they arrived
+    /// (whatever the answer).
+    pub last_envelope_body: Option<Vec<u8>>,
     pub issued_secrets: Vec<String>,
     pub rate: HashMap<String, RateWindow>,
 }
@@ -151,9 +157,11 @@ impl State {
             next_grant_id: 1,
             faults: HashMap::new(),
             expires_in_as_string: false,
+            expires_in_raw: None,
             is_default_as_string: false,
             stats: Stats::default(),
             envelopes: Vec::new(),
+            last_envelope_body: None,
             issued_secrets,
             rate: HashMap::new(),
         }
@@ -172,6 +180,15 @@ impl State {
         match self.users.iter_mut().find(|u| u.sub == user.sub) {
             Some(existing) => *existing = user,
             None => self.users.push(user),
+        }
+    }
+
+    /// The integration key's secret changes: from now on only `secret`
+    /// authenticates the client. Tokens and codes already issued stay valid.
+    pub fn set_client_secret(&mut self, secret: &str) {
+        self.config.client_secret = secret.to_string();
+        if !self.issued_secrets.iter().any(|s| s == secret) {
+            self.issued_secrets.push(secret.to_string());
         }
     }
 

@@ -129,6 +129,10 @@ pub struct Stats {
     pub envelope_calls: u64,
     /// All token endpoint requests (faults included).
     pub token_calls: u64,
+    /// Token requests refused with `invalid_client` (client authentication
+    /// failed; the grant was not looked at).
+    #[serde(default)]
+    pub invalid_client: u64,
 }
 
 /// An envelope the simulator accepted (answered 201).

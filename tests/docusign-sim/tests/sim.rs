@@ -348,6 +348,110 @@ async fn bad_client_authentication() {
     assert_eq!(sim.stats().token_calls, 4);
 }
 
+/// A token request authenticated with `secret` instead of [`SECRET`].
+async fn token_request_with(sim: &Simulator, secret: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    http()
+        .post(format!("{}/oauth/token", sim.base_url()))
+        .basic_auth(CLIENT_ID, Some(secret))
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_rotated_secret_refuses_the_old_one_before_the_grant_is_looked_at() {
+    let sim = sim().await;
+    let (_, refresh_token) = login(&sim, "signature extended").await;
+    let code = get_code(&sim, "signature extended").await;
+    const NEW: &str = "secret-rotated-456";
+    sim.set_client_secret(NEW);
+    assert!(sim.issued_secrets().iter().any(|s| s == NEW), "the new secret is a secret too");
+
+    // The old secret: invalid_client for a refresh and for a code exchange.
+    let refresh_form = [("grant_type", "refresh_token"), ("refresh_token", refresh_token.as_str())];
+    let code_form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+    ];
+    for _ in 0..2 {
+        let resp = token_request_with(&sim, SECRET, &refresh_form).await;
+        assert_eq!(resp.headers()["www-authenticate"], "Basic");
+        assert_eq!(error_of(resp).await, (StatusCode::UNAUTHORIZED, "invalid_client".into()));
+        let resp = token_request_with(&sim, SECRET, &code_form).await;
+        assert_eq!(error_of(resp).await, (StatusCode::UNAUTHORIZED, "invalid_client".into()));
+    }
+    assert!(sim.current_refresh_token_valid(&refresh_token), "not consumed by the refused attempts");
+    let stats = sim.stats();
+    assert_eq!((stats.invalid_client, stats.invalid_grant, stats.refresh_token_reuse), (4, 0, 0), "{stats:?}");
+
+    // The new secret: the same refresh token and code still work, once.
+    let resp = token_request_with(&sim, NEW, &refresh_form).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    assert!(sim.current_refresh_token_valid(body["refresh_token"].as_str().unwrap()));
+    let resp = token_request_with(&sim, NEW, &code_form).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let stats = sim.stats();
+    assert_eq!((stats.refresh_grants_ok, stats.code_grants, stats.refresh_token_reuse), (1, 2, 0), "{stats:?}");
+
+    // Through the control API as well.
+    let resp: Value = http()
+        .post(format!("{}/_sim/options", sim.base_url()))
+        .json(&json!({"client_secret": SECRET}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(resp.get("client_secret").is_none(), "the control API never echoes a secret: {resp}");
+    let (_, refresh_token) = login(&sim, "signature").await;
+    assert_eq!(refresh(&sim, &refresh_token).await.status(), StatusCode::OK);
+    let resp = token_request_with(&sim, NEW, &[("grant_type", "refresh_token"), ("refresh_token", "x")]).await;
+    assert_eq!(error_of(resp).await.1, "invalid_client");
+}
+
+#[tokio::test]
+async fn token_answers_can_carry_any_raw_expires_in() {
+    let sim = sim().await;
+    for raw in [json!(9223372036854775807i64), json!(-1), json!("soon"), json!(1e300), Value::Null, json!([])] {
+        sim.set_expires_in_raw(Some(raw.clone()));
+        let (_, refresh_token) = {
+            let code = get_code(&sim, "signature extended").await;
+            let body: Value = exchange(&sim, &code, VERIFIER).await.json().await.unwrap();
+            assert_eq!(body["expires_in"], raw, "code exchange");
+            assert!(body.as_object().unwrap().contains_key("expires_in"));
+            (body["access_token"].as_str().unwrap().to_string(), body["refresh_token"].as_str().unwrap().to_string())
+        };
+        let body: Value = refresh(&sim, &refresh_token).await.json().await.unwrap();
+        assert_eq!(body["expires_in"], raw, "refresh");
+        assert!(sim.valid_access_token(body["access_token"].as_str().unwrap()), "the token itself lives 8 hours");
+    }
+    sim.set_expires_in_raw(None);
+    let (_, r) = login(&sim, "signature").await;
+    let body: Value = refresh(&sim, &r).await.json().await.unwrap();
+    assert_eq!(body["expires_in"], 28800);
+
+    // The control API: present (even null) sets it, `expires_in_normal` clears it.
+    let options = |body: Value| {
+        let url = format!("{}/_sim/options", sim.base_url());
+        async move { http().post(url).json(&body).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let resp = options(json!({"expires_in_raw": null})).await;
+    assert_eq!(resp["expires_in_raw"], Value::Null);
+    assert!(resp.as_object().unwrap().contains_key("expires_in_raw"), "{resp}");
+    let (_, r) = login(&sim, "signature").await;
+    let body: Value = refresh(&sim, &r).await.json().await.unwrap();
+    assert!(body.as_object().unwrap().contains_key("expires_in") && body["expires_in"].is_null(), "{body}");
+    let resp = options(json!({"expires_in_raw": "soon"})).await;
+    assert_eq!(resp["expires_in_raw"], "soon");
+    let resp = options(json!({"expires_in_normal": true})).await;
+    assert!(resp.get("expires_in_raw").is_none(), "{resp}");
+}
+
 #[tokio::test]
 async fn form_encoded_client_credentials_are_accepted() {
     let secret = "p:ss w+rd%";

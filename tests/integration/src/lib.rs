@@ -22,6 +22,7 @@ use shared::cipher::KmsCipher;
 use shared::clock::{Clock, OffsetClock};
 use shared::config::{Config, Needs};
 use shared::store::dynamo::DynamoStore;
+use shared::app::{Ports, Secrets};
 use shared::App;
 use tokio::sync::OnceCell;
 
@@ -57,11 +58,13 @@ fn free_port() -> u16 {
 /// Starts moto's server for this test process; a watchdog stops it when the
 /// process ends.
 fn start_moto() -> String {
-    let venv = workspace_root().join(".venv/bin/moto_server");
-    let program = if venv.exists() { venv.display().to_string() } else { "moto_server".to_owned() };
+    // moto with each DynamoDB request atomic, as in DynamoDB (scripts/moto_server.py).
+    let python = workspace_root().join(".venv/bin/python");
+    let python = if python.exists() { python.display().to_string() } else { "python3".to_owned() };
+    let program = format!("'{python}' '{}'", workspace_root().join("scripts/moto_server.py").display());
     let port = free_port();
     let script = format!(
-        "'{program}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
+        "{program} -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
          while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill $m",
         parent = std::process::id()
     );
@@ -70,7 +73,7 @@ fn start_moto() -> String {
         .arg(script)
         .stdin(Stdio::null())
         .spawn()
-        .expect("cannot start moto_server: run the README's test command, or set AWS_ENDPOINT_URL");
+        .expect("cannot start moto's server: run the README's test command, or set AWS_ENDPOINT_URL");
     format!("http://127.0.0.1:{port}")
 }
 
@@ -165,6 +168,8 @@ pub fn random_name(prefix: &str) -> String {
 pub struct Options {
     pub account_id: Option<String>,
     pub environment: Option<&'static str>,
+    /// More configuration (name, value), replacing any variable of the same name.
+    pub extra_env: Vec<(String, String)>,
 }
 
 pub struct TestEnv {
@@ -239,6 +244,7 @@ pub fn apigw_event(method: &str, path: &str, query: &str, headers: &[(&str, &str
 
 pub enum Route {
     Consent,
+    Confirm,
     Callback,
     Connection,
     Envelopes,
@@ -339,6 +345,32 @@ impl TestEnv {
         Self::build_app(&options, &self.sim, &self.table, aws().await, self.clock.clone())
     }
 
+    /// An app on the same table, simulator and clock whose environment
+    /// differs by `changes` (`None` unsets a variable), built as a CRM-facing
+    /// function starts: the configuration error or start-up error, if any.
+    /// The CRM's HS256 secret is the one `CRM_JWT_SECRET` ends up with.
+    pub async fn app_with_env(&self, changes: &[(&str, Option<&str>)]) -> Result<App, shared::app::StartupError> {
+        let aws = aws().await;
+        let mut env = app_env(&self.options, &self.sim, &self.table, aws);
+        for (name, value) in changes {
+            env.retain(|(k, _)| k != name);
+            if let Some(v) = value {
+                env.push(((*name).to_owned(), (*v).to_owned()));
+            }
+        }
+        let lookup = |k: &str| env.iter().find(|(name, _)| name == k).map(|(_, v)| v.clone());
+        let config = Config::from_lookup(Needs::CONNECTION, lookup)?;
+        let jwt_secret = lookup("CRM_JWT_SECRET").map(secrecy::SecretString::from);
+        let table = config.token_table.clone();
+        let secrets = Secrets { docusign: CLIENT_SECRET.to_owned().into(), docusign_next: None, crm_jwt: jwt_secret };
+        let ports = Ports::dynamo(
+            DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws.sdk), table),
+            Box::new(KmsCipher::new(aws_sdk_kms::Client::new(&aws.sdk), aws.key_id.clone())),
+            self.clock.clone(),
+        );
+        App::assemble(config, secrets, ports)
+    }
+
     /// The environment a function binary of this test runs with (as Lambda
     /// would give it, pointed at the emulator and the simulator).
     pub async fn function_env(&self) -> Vec<(String, String)> {
@@ -419,6 +451,7 @@ impl TestEnv {
         headers.extend(call.headers.iter().copied());
         let path = match call.route {
             Route::Consent => "/docusign/consent",
+            Route::Confirm => "/docusign/consent/confirm",
             Route::Callback => "/docusign/callback",
             Route::Connection => "/docusign/connection",
             Route::Envelopes => "/docusign/envelopes",
@@ -431,7 +464,7 @@ impl TestEnv {
             request = request.with_lambda_context(context);
         }
         let response = match call.route {
-            Route::Consent => shared::http::consent_start(app, request).await,
+            Route::Consent | Route::Confirm => shared::http::consent_start(app, request).await,
             Route::Callback => shared::http::callback(app, request).await,
             Route::Connection => shared::http::connection(app, request).await,
             Route::Envelopes => shared::http::send_envelope(app, request).await,
@@ -468,16 +501,34 @@ impl TestEnv {
         url::Url::parse(&location).unwrap().query().unwrap_or_default().to_owned()
     }
 
-    /// The whole connect flow for `tenant`; returns the callback's answer.
+    /// Consent start, DocuSign's consent page and the callback for
+    /// `tenant`, without the confirmation; returns the callback's answer.
     pub async fn connect_as(&self, tenant: &str, extra: &str) -> Answer {
         let url = self.start_consent(tenant).await;
         let query = self.visit_consent_page(&url, extra).await;
         self.call(Route::Callback, "GET", &query, None).await
     }
 
+    /// `POST /docusign/consent/confirm` as the admin of `tenant` who started
+    /// the consents of these tests (`admin_token`).
+    pub async fn confirm(&self, tenant: &str, confirmation: &str) -> Answer {
+        self.confirm_with(&admin_token(tenant), confirmation).await
+    }
+
+    pub async fn confirm_with(&self, token: &str, confirmation: &str) -> Answer {
+        let body = json!({ "confirmation": confirmation }).to_string();
+        let call = Call { token: Some(token), body: Some(&body), ..Call::new(Route::Confirm, "POST") };
+        self.send_call(&self.app, call).await
+    }
+
+    /// The whole connect flow for `tenant`, confirmed by its admin; returns
+    /// the callback's answer.
     pub async fn connect(&self, tenant: &str) -> Answer {
         let a = self.connect_as(tenant, "").await;
         assert_eq!(a.status, 200, "{}", a.body);
+        let confirmation = callback_confirmation(&a).expect("an approved callback carries a confirmation");
+        let confirmed = self.confirm(tenant, &confirmation).await;
+        assert_eq!(confirmed.status, 200, "{}", confirmed.body);
         a
     }
 
@@ -517,6 +568,7 @@ fn app_env(options: &Options, sim: &Simulator, table: &str, aws: &Aws) -> Vec<(S
         ("TOKEN_KEY_ID", aws.key_id.clone()),
         ("CRM_JWT_SECRET", JWT_SECRET.to_owned()),
         ("CRM_ORIGIN", CRM_ORIGIN.to_owned()),
+        ("DOCUSIGN_API_HOSTS", sim_api_host(sim)),
     ];
     if let Some(a) = &options.account_id {
         env.push(("DOCUSIGN_ACCOUNT_ID", a.clone()));
@@ -524,7 +576,17 @@ fn app_env(options: &Options, sim: &Simulator, table: &str, aws: &Aws) -> Vec<(S
     if let Some(e) = options.environment {
         env.push(("DOCUSIGN_ENVIRONMENT", e.to_owned()));
     }
-    env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    let mut env: Vec<(String, String)> = env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    for (name, value) in &options.extra_env {
+        env.retain(|(k, _)| k != name);
+        env.push((name.clone(), value.clone()));
+    }
+    env
+}
+
+/// The simulator as an allowed eSignature host (`127.0.0.1:PORT`).
+pub fn sim_api_host(sim: &Simulator) -> String {
+    sim.base_url().trim_start_matches("http://").trim_end_matches('/').to_owned()
 }
 
 /// An app from that configuration, with the given DynamoDB client, cipher and clock.
@@ -535,18 +597,11 @@ fn assemble(
     clock: Arc<OffsetClock>,
 ) -> App {
     let lookup = |k: &str| env.iter().find(|(name, _)| name == k).map(|(_, v)| v.clone());
-    let config = Config::from_lookup(Needs { redirect_uri: true, crm_jwt: true, docusign_secret: true }, lookup)
+    let config = Config::from_lookup(Needs { redirect_uri: true, crm_jwt: true, docusign_secret: true, crm_origin: true }, lookup)
         .expect("test configuration");
     let table = config.token_table.clone();
-    App::assemble(
-        config,
-        CLIENT_SECRET.to_owned().into(),
-        Some(JWT_SECRET.to_owned().into()),
-        Arc::new(DynamoStore::new(dynamo, table)),
-        cipher,
-        clock,
-    )
-    .expect("assemble the app")
+    let secrets = Secrets::plain(&config);
+    App::assemble(config, secrets, Ports::dynamo(DynamoStore::new(dynamo, table), cipher, clock)).expect("assemble the app")
 }
 
 // ---- CRM tokens ---------------------------------------------------------------------
@@ -576,6 +631,21 @@ pub fn admin_token(tenant: &str) -> String {
 
 pub fn user_token(tenant: &str) -> String {
     token_with(claims(tenant, "user"), JWT_SECRET)
+}
+
+/// The result message a callback page embeds
+/// (`<script type="application/json" id="docusign-consent-result">`).
+pub fn callback_result(page: &Answer) -> Value {
+    const OPEN: &str = r#"<script type="application/json" id="docusign-consent-result">"#;
+    let start = page.body.find(OPEN).unwrap_or_else(|| panic!("no result message in the page: {}", page.body)) + OPEN.len();
+    let end = start + page.body[start..].find("</script>").expect("closed");
+    serde_json::from_str(&page.body[start..end]).expect("the result message is JSON")
+}
+
+/// The confirmation of an approved callback page.
+pub fn callback_confirmation(page: &Answer) -> Option<String> {
+    let result = callback_result(page);
+    (result["status"] == "approved").then(|| result["confirmation"].as_str().map(str::to_owned)).flatten()
 }
 
 /// A query parameter of a URL or query string.

@@ -2,10 +2,11 @@
 //! handlers, DynamoDB and KMS over the wire (moto), DocuSign as our simulator.
 
 use docusign_sim::{Endpoint, Fault, SimAccount, SimUser};
+use integration_tests::fixtures::documents_envelope;
 use integration_tests::*;
 use secrecy::ExposeSecret;
 use serde_json::json;
-use shared::cipher::{Binding, KmsCipher, TokenCipher};
+use shared::cipher::{Binding, Record, KmsCipher, TokenCipher};
 use shared::store::{AUTH_KEY, REFRESH_KEY};
 
 const DEFAULT_USER: &str = "11111111-1111-1111-1111-111111111111";
@@ -23,7 +24,8 @@ fn other_user() -> SimUser {
             account_id: "acc-other-9".into(),
             account_name: "Other Account".into(),
             is_default: true,
-            base_uri: Some("https://other.example".into()),
+            // The simulator itself, an allowed host in these tests.
+            base_uri: None,
         }],
     }
 }
@@ -104,7 +106,7 @@ async fn a_tenant_connects_and_sees_who_is_connected() {
     let cipher = KmsCipher::new(env.kms.clone(), env.key_id.clone());
     let auth = env.item(&t, AUTH_KEY).await.unwrap();
     let ct = auth["access_token"].as_b().unwrap().as_ref().to_vec();
-    let token = cipher.decrypt(&Binding { tenant: &t, record: AUTH_KEY }, &ct).await.unwrap();
+    let token = cipher.decrypt(&Binding { tenant: &t, record: Record::AccessToken }, &ct).await.unwrap();
     assert!(env.sim.valid_access_token(token.expose_secret()));
     assert_eq!(env.sim.stats().code_grants, 1);
     // Both records carry the same version and connection id.
@@ -128,7 +130,7 @@ async fn every_caller_problem_is_401_or_403_with_a_json_error() {
     let env = TestEnv::start().await;
     let t = tenant();
     let mut expired = claims(&t, "admin");
-    expired["exp"] = json!(chrono::Utc::now().timestamp() - 10);
+    expired["exp"] = json!(chrono::Utc::now().timestamp() - 120); // beyond the 60 s leeway
     let mut wrong_aud = claims(&t, "admin");
     wrong_aud["aud"] = json!("another-app");
     let mut bad_tenant = claims(&t, "admin");
@@ -166,7 +168,9 @@ async fn a_replayed_unknown_or_expired_state_connects_nothing() {
     let t = tenant();
     let url = env.start_consent(&t).await;
     let query = env.visit_consent_page(&url, "").await;
-    assert_eq!(env.call(Route::Callback, "GET", &query, None).await.status, 200);
+    let page = env.call(Route::Callback, "GET", &query, None).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(env.confirm(&t, &callback_confirmation(&page).unwrap()).await.status, 200);
     let before = env.status(&t).await;
 
     let replay = env.call(Route::Callback, "GET", &query, None).await;
@@ -201,7 +205,10 @@ async fn a_declined_consent_stores_nothing_and_says_so() {
     let page = env.connect_as(&t, "sim_decision=decline").await;
     assert_eq!(page.status, 400);
     assert!(page.body.contains("declined"), "{}", page.body);
-    assert!(page.body.contains("docusign-connect-failed"));
+    let result = callback_result(&page);
+    assert_eq!((result["type"].as_str(), result["status"].as_str()), (Some("docusign-consent"), Some("failed")));
+    assert_eq!(result["code"], "declined");
+    assert!(result["message"].as_str().unwrap().contains("declined"));
     assert_eq!(env.status(&t).await, json!({"connected": false}));
     assert!(env.item(&t, AUTH_KEY).await.is_none());
 }
@@ -216,7 +223,7 @@ async fn a_failing_token_exchange_stores_nothing_and_keeps_the_old_connection() 
     env.sim.push_fault(Endpoint::Token, Fault::Status { status: 500, body: None, retry_after: None }, 1);
     let page = env.connect_as(&t, &format!("sim_user={DEFAULT_USER}")).await;
     assert_eq!(page.status, 400);
-    assert!(page.body.contains("temporarily_unavailable"), "{}", page.body);
+    assert!(page.body.contains("upstream_unavailable"), "{}", page.body);
 
     // A code DocuSign refuses.
     let url = env.start_consent(&t).await;
@@ -285,22 +292,39 @@ async fn disconnect_removes_both_records_and_consent_starts_from_scratch() {
 }
 
 #[tokio::test]
-async fn reconnecting_as_another_docusign_user_replaces_the_connection_in_one_step() {
+async fn reconnecting_as_another_docusign_user_replaces_the_connection_in_one_step_at_confirmation() {
     let env = TestEnv::start().await;
     env.sim.add_user(other_user());
     let t = tenant();
     env.connect(&t).await;
     let first = env.item(&t, AUTH_KEY).await.unwrap();
+    let before = env.status(&t).await;
 
     let page = env.connect_as(&t, "sim_user=22222222-2222-2222-2222-222222222222").await;
     assert_eq!(page.status, 200, "{}", page.body);
+    let result = callback_result(&page);
+    assert_eq!(result["user_name"], "Other Signer");
+    assert_eq!(result["account_name"], "Other Account");
+
+    // Until the admin confirms, the old connection serves: no gap.
+    assert_eq!(env.status(&t).await, before);
+    let sent = env.send(&t, &documents_envelope().to_string(), None).await;
+    assert_eq!(sent.status, 201, "{}", sent.body);
+    assert_eq!(env.sim.envelopes().last().unwrap().account_id, "acc-default-1");
+
+    let confirmed = env.confirm(&t, &callback_confirmation(&page).unwrap()).await;
+    assert_eq!(confirmed.status, 200, "{}", confirmed.body);
     let s = env.status(&t).await;
+    assert_eq!(confirmed.json(), s, "the confirmation answers the new status");
     assert_eq!(s["user_name"], "Other Signer");
     assert_eq!(s["account_id"], "acc-other-9");
-    assert_eq!(s["base_uri"], "https://other.example");
+    assert_eq!(s["base_uri"], env.sim.base_url());
     let second = env.item(&t, AUTH_KEY).await.unwrap();
     assert_ne!(first["connection_id"], second["connection_id"]);
     assert_eq!(second["connection_id"], env.item(&t, REFRESH_KEY).await.unwrap()["connection_id"]);
+    let sent = env.send(&t, &documents_envelope().to_string(), None).await;
+    assert_eq!(sent.status, 201, "{}", sent.body);
+    assert_eq!(env.sim.envelopes().last().unwrap().account_id, "acc-other-9");
 }
 
 #[tokio::test]
@@ -324,12 +348,17 @@ async fn no_item_holds_a_token_code_state_or_secret_in_plain_text() {
     let state = query_param(&url, "state").unwrap();
     let query = env.visit_consent_page(&url, "").await;
     let code = query_param(&query, "code").unwrap();
-    assert_eq!(env.call(Route::Callback, "GET", &query, None).await.status, 200);
+    let page = env.call(Route::Callback, "GET", &query, None).await;
+    assert_eq!(page.status, 200);
+    let confirmation = callback_confirmation(&page).unwrap();
     env.start_consent(&t).await; // a pending one too
+    // A proposed connection is stored too (tokens as ciphertext, the
+    // confirmation as a hash) until it is confirmed.
+    assert!(env.scan().await.iter().any(|i| i["key"].as_s().unwrap().starts_with("proposal#")));
 
     let mut secrets = env.sim.issued_secrets();
-    secrets.extend([state, code, CLIENT_SECRET.to_owned(), JWT_SECRET.to_owned()]);
-    assert!(secrets.len() >= 5);
+    secrets.extend([state, code, confirmation, CLIENT_SECRET.to_owned(), JWT_SECRET.to_owned()]);
+    assert!(secrets.len() >= 6);
     for item in env.scan().await {
         for (name, value) in &item {
             let text = match value {
@@ -350,9 +379,9 @@ async fn a_ciphertext_copied_to_another_tenant_does_not_decrypt() {
     env.connect(&victim).await;
     let cipher = KmsCipher::new(env.kms.clone(), env.key_id.clone());
     let ct = env.item(&victim, REFRESH_KEY).await.unwrap()["refresh_token"].as_b().unwrap().as_ref().to_vec();
-    assert!(cipher.decrypt(&Binding { tenant: &victim, record: REFRESH_KEY }, &ct).await.is_ok());
-    assert!(cipher.decrypt(&Binding { tenant: &thief, record: REFRESH_KEY }, &ct).await.is_err());
-    assert!(cipher.decrypt(&Binding { tenant: &victim, record: AUTH_KEY }, &ct).await.is_err());
+    assert!(cipher.decrypt(&Binding { tenant: &victim, record: Record::RefreshToken }, &ct).await.is_ok());
+    assert!(cipher.decrypt(&Binding { tenant: &thief, record: Record::RefreshToken }, &ct).await.is_err());
+    assert!(cipher.decrypt(&Binding { tenant: &victim, record: Record::AccessToken }, &ct).await.is_err());
 }
 
 #[tokio::test]

@@ -268,3 +268,86 @@ async fn sending_needs_a_valid_crm_token_but_no_admin_role() {
     let call = Call { token: Some(&admin), body: Some(&body), ..Call::new(Route::Envelopes, "POST") };
     assert_eq!(env.send_call(&env.app, call).await.status, 201);
 }
+
+/// `fields` (raw `"name":value` JSON) put before the fixture's own fields, so
+/// that a name the fixture also has appears twice, the fixture's last.
+fn with_leading_fields(fixture: &Value, fields: &str) -> String {
+    let body = fixture.to_string();
+    format!("{{{fields},{}", &body[1..])
+}
+
+#[tokio::test]
+async fn with_a_duplicate_key_docusign_receives_exactly_the_body_that_was_validated() {
+    let (env, t) = connected().await;
+    // Given a body whose first emailSubject is 300 characters (invalid) and
+    // whose last is valid, and whose first documents do not decode.
+    let long = "x".repeat(300);
+    let body = with_leading_fields(
+        &documents_envelope(),
+        &format!(r#""emailSubject":"{long}","documents":[{{"documentBase64":"not base64!!","documentId":"9","name":"Unchecked"}}]"#),
+    );
+    let validated: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(validated, documents_envelope(), "serde_json keeps the last of each key");
+
+    // When it is sent, then it is sent, and what DocuSign received is the
+    // validated value, serialized: each key once, no trace of the first ones.
+    let a = env.send(&t, &body, None).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let received = env.sim.last_envelope_body().expect("DocuSign received a body");
+    assert_eq!(received, serde_json::to_vec(&validated).unwrap(), "the serialization of what was validated");
+    let text = String::from_utf8(received).unwrap();
+    assert_eq!(text.matches("\"emailSubject\"").count(), 1, "{text}");
+    assert_eq!(text.matches("\"documents\"").count(), 1, "{text}");
+    assert!(!text.contains(&long) && !text.contains("not base64") && !text.contains("Unchecked"));
+    assert_eq!(env.sim.envelopes()[0].body, documents_envelope());
+}
+
+#[tokio::test]
+async fn with_a_duplicate_key_whose_last_value_is_invalid_nothing_is_sent() {
+    let (env, t) = connected().await;
+    // Given a valid first emailSubject and a 300-character last one.
+    let mut fixture = documents_envelope();
+    fixture.as_object_mut().unwrap().remove("emailSubject");
+    let body = fixture.to_string();
+    let body = format!(r#"{{"emailSubject":"Valid subject",{},"emailSubject":"{}"}}"#, &body[1..body.len() - 1], "x".repeat(300));
+    // When it is sent, then it is refused for the value that was validated,
+    // and nothing reaches DocuSign.
+    let a = env.send(&t, &body, None).await;
+    assert_eq!((a.status, a.error_code().as_str()), (400, "invalid_request"), "{}", a.body);
+    assert_eq!(a.json()["error"]["message"], "emailSubject: must be at most 100 characters (got 300)");
+    // And the same with a last status that is not allowed.
+    let body = documents_envelope().to_string();
+    let body = format!(r#"{},"status":"voided"}}"#, &body[..body.len() - 1]);
+    let a = env.send(&t, &body, None).await;
+    assert_eq!((a.status, a.error_code().as_str()), (400, "invalid_request"), "{}", a.body);
+    assert_eq!(env.sim.stats().envelope_calls, 0, "nothing reached DocuSign");
+    assert_eq!(env.sim.last_envelope_body(), None);
+}
+
+#[tokio::test]
+async fn a_six_mb_body_of_tiny_items_is_refused_before_it_is_parsed() {
+    let (env, t) = connected().await;
+    // Given bodies under 6 MB made of millions of tiny values.
+    let mut zeros = String::from(r#"{"documents":[0"#);
+    while zeros.len() < 6 * 1024 * 1024 - 8 {
+        zeros.push_str(",0");
+    }
+    zeros.push_str("]}");
+    let nested = "[".repeat(6 * 1024 * 1024 - 16);
+    let mut keys = String::from("{");
+    while keys.len() < 6 * 1024 * 1024 - 16 {
+        keys.push_str(r#""a":{},"#);
+    }
+    keys.push_str(r#""a":{}}"#);
+    for (body, message) in [
+        (&zeros, "body: holds more than 150000 JSON values (an object counting 5); an envelope never needs that many"),
+        (&keys, "body: holds more than 150000 JSON values (an object counting 5); an envelope never needs that many"),
+        (&nested, "body: nests arrays and objects more than 64 levels deep; an envelope never needs that many"),
+    ] {
+        // When each is sent, then it is a 400 naming the problem.
+        let a = env.send(&t, body, None).await;
+        assert_eq!((a.status, a.error_code().as_str()), (400, "invalid_request"), "{}", a.body);
+        assert_eq!(a.json()["error"]["message"], message);
+    }
+    assert_eq!(env.sim.stats().envelope_calls, 0, "nothing reached DocuSign");
+}

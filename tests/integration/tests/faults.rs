@@ -48,7 +48,7 @@ async fn kms_unreachable_during_the_callback_stores_nothing() {
     let broken = env.app_with(None, Some(Box::new(env.unreachable_kms().await))).await;
     let page = env.call_app(&broken, Route::Callback, "GET", &query, None).await;
     assert_eq!(page.status, 400);
-    assert!(page.body.contains("temporarily_unavailable"), "{}", page.body);
+    assert!(page.body.contains("upstream_unavailable"), "{}", page.body);
     assert_eq!(env.status(&t).await, json!({"connected": false}));
 }
 
@@ -142,7 +142,7 @@ async fn docusign_garbage_or_a_dropped_connection_fails_the_callback_cleanly() {
     env.sim.push_fault(Endpoint::UserInfo, Fault::CloseConnection, 1);
     let page = env.connect_as(&t, "").await;
     assert_eq!(page.status, 400);
-    assert!(page.body.contains("temporarily_unavailable"), "{}", page.body);
+    assert!(page.body.contains("upstream_unavailable"), "{}", page.body);
     assert_eq!(env.status(&t).await, json!({"connected": false}));
     assert!(env.scan().await.iter().all(|i| i["key"].as_s().unwrap().starts_with("consent#")));
 }
@@ -182,7 +182,7 @@ async fn brief_dynamodb_throttling_is_absorbed_by_the_sdks_retries() {
     let proxy = env.aws_faults().await;
     let app = env.app_through(&proxy).await;
 
-    // The callback: the state lookup and the connection write are each throttled twice.
+    // The callback: the state lookup and the proposal's write are each throttled twice.
     proxy.fail(target::UPDATE_ITEM, AwsFault::ProvisionedThroughputExceeded, 2);
     proxy.fail(target::TRANSACT_WRITE, AwsFault::Throttling, 2);
     let url = env.start_consent(&t).await;
@@ -191,6 +191,7 @@ async fn brief_dynamodb_throttling_is_absorbed_by_the_sdks_retries() {
     assert_eq!(page.status, 200, "{}", page.body);
     assert_eq!((proxy.seen(target::UPDATE_ITEM), proxy.injected(target::UPDATE_ITEM)), (3, 2), "retried by the SDK");
     assert_eq!((proxy.seen(target::TRANSACT_WRITE), proxy.injected(target::TRANSACT_WRITE)), (3, 2));
+    assert_eq!(env.confirm(&t, &callback_confirmation(&page).unwrap()).await.status, 200);
     assert_eq!(env.status(&t).await["status"], "active");
 
     // The refresh: the due query, the reads and the fenced write throttled.
@@ -239,7 +240,7 @@ async fn persistent_throttling_in_the_callback_is_a_clear_page_and_writes_nothin
     let query = env.visit_consent_page(&url, "").await;
     let page = env.call_app(&app, Route::Callback, "GET", &query, None).await;
     assert_eq!(page.status, 400);
-    assert!(page.body.contains("temporarily_unavailable"), "{}", page.body);
+    assert!(page.body.contains("upstream_unavailable"), "{}", page.body);
     assert_eq!(env.sim.stats().code_grants, 1, "the code was not exchanged");
     proxy.clear();
 
@@ -247,7 +248,7 @@ async fn persistent_throttling_in_the_callback_is_a_clear_page_and_writes_nothin
     proxy.fail(target::TRANSACT_WRITE, AwsFault::Throttling, u32::MAX);
     let page = env.call_app(&app, Route::Callback, "GET", &query, None).await;
     assert_eq!(page.status, 400);
-    assert!(page.body.contains("temporarily_unavailable"), "{}", page.body);
+    assert!(page.body.contains("upstream_unavailable"), "{}", page.body);
     assert_eq!(proxy.seen(target::TRANSACT_WRITE), 3, "the SDK's three attempts");
     assert_eq!(env.sim.stats().code_grants, 2);
     assert_whole(&env, &t).await;
@@ -354,7 +355,7 @@ async fn kms_refusing_to_encrypt_in_the_callback_stores_nothing() {
     let query = env.visit_consent_page(&url, "").await;
     let page = env.call_app(&app, Route::Callback, "GET", &query, None).await;
     assert_eq!(page.status, 400);
-    assert!(page.body.contains("temporarily_unavailable"), "{}", page.body);
+    assert!(page.body.contains("upstream_unavailable"), "{}", page.body);
     assert_eq!(env.status(&t).await, json!({"connected": false}));
     assert_whole(&env, &t).await;
 
@@ -414,6 +415,15 @@ async fn a_disconnect_while_docusign_answers_a_refresh_is_not_undone_by_it() {
     assert_eq!(env.status(&t).await["status"], "active");
 }
 
+/// The callback of a new consent and its admin's confirmation: a new
+/// connection landing.
+async fn callback_and_confirm(env: &TestEnv, tenant: &str, query: &str) -> (Answer, Answer) {
+    let page = env.call(Route::Callback, "GET", query, None).await;
+    let confirmation = callback_confirmation(&page).unwrap_or_default();
+    let confirmed = env.confirm(tenant, &confirmation).await;
+    (page, confirmed)
+}
+
 #[tokio::test]
 async fn a_new_consent_landing_while_docusign_answers_a_refresh_is_kept() {
     let env = TestEnv::start().await;
@@ -427,10 +437,10 @@ async fn a_new_consent_landing_while_docusign_answers_a_refresh_is_kept() {
 
     let need = Need::Due { window: chrono::Duration::hours(4) };
     let refresh = ensure_fresh(&env.app, &t, &need, Instant::now() + Duration::from_secs(20));
-    let callback = env.call(Route::Callback, "GET", &query, None);
-    let (refreshed, page) = while_docusign_answers(&env, refresh, callback).await;
+    let (refreshed, (page, confirmed)) = while_docusign_answers(&env, refresh, callback_and_confirm(&env, &t, &query)).await;
 
     assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(confirmed.status, 200, "{}", confirmed.body);
     assert_eq!(env.sim.stats().refresh_grants_ok, 1);
     // The refresh did not overwrite the new connection; it found it fresh.
     let Ok(Refreshed::Fresh { connection, refreshed_here: false, .. }) = refreshed else { panic!("{refreshed:?}") };
@@ -458,16 +468,16 @@ async fn a_send_whose_refresh_races_a_reconnect_uses_the_new_connection() {
 
     let body = envelope_body();
     let send = env.send(&t, &body, None);
-    let callback = env.call(Route::Callback, "GET", &query, None);
-    let (sent, page) = while_docusign_answers(&env, send, callback).await;
+    let (sent, (page, confirmed)) = while_docusign_answers(&env, send, callback_and_confirm(&env, &t, &query)).await;
     assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(confirmed.status, 200, "{}", confirmed.body);
     assert_eq!(sent.status, 201, "{}", sent.body);
     assert_eq!(env.sim.stats().envelope_calls, 1);
     assert_eq!(env.item(&t, AUTH_KEY).await.unwrap()["version"].as_n().unwrap(), "1", "the new connection, untouched");
 }
 
 #[tokio::test]
-async fn concurrent_callbacks_with_the_same_state_connect_once() {
+async fn concurrent_callbacks_with_the_same_state_propose_once() {
     let env = TestEnv::start().await;
     let t = tenant();
     let url = env.start_consent(&t).await;
@@ -483,6 +493,8 @@ async fn concurrent_callbacks_with_the_same_state_connect_once() {
     let loser = if a.status == 400 { &a } else { &b };
     assert!(loser.body.contains("state_already_used"), "{}", loser.body);
     assert_eq!(env.sim.stats().code_grants, 1, "the code was exchanged once");
+    let winner = if a.status == 200 { &a } else { &b };
+    assert_eq!(env.confirm(&t, &callback_confirmation(winner).unwrap()).await.status, 200);
     assert_whole(&env, &t).await;
     assert_eq!(env.status(&t).await["status"], "active");
 }

@@ -96,14 +96,28 @@ async fn each_api_function_answers_api_gateway_events_through_the_runtime_api() 
     assert_eq!(a["statusCode"], 200, "{a}");
     let url = serde_json::from_str::<Value>(a["body"].as_str().unwrap()).unwrap()["authorization_url"].as_str().unwrap().to_owned();
 
-    let query = env.visit_consent_page(&url, "").await;
+    // Started before the consent page gives its code (a code lives 2 minutes).
     let callback = FunctionProcess::spawn("oauth-callback", &vars).await;
+    let query = env.visit_consent_page(&url, "").await;
     let mut e: Value = serde_json::from_str(&apigw_event("GET", "/docusign/callback", &query, &[], None)).unwrap();
     e["rawQueryString"] = json!(query);
     let page = callback.invoke(e, Duration::from_secs(20)).await.unwrap();
     assert_eq!(page["statusCode"], 200, "{page}");
     assert!(page["headers"]["content-security-policy"].is_string(), "{page}");
-    assert!(page["body"].as_str().unwrap().contains("Sim Signer"));
+    let html = page["body"].as_str().unwrap();
+    assert!(html.contains("Sim Signer"));
+
+    // The admin confirms through the same consent-start function.
+    let page = Answer { status: 200, headers: Default::default(), body: html.to_owned() };
+    let confirmation = callback_confirmation(&page).expect("an approved page");
+    let admin = format!("Bearer {}", admin_token(&t));
+    let body = json!({ "confirmation": confirmation }).to_string();
+    let e: Value =
+        serde_json::from_str(&apigw_event("POST", "/docusign/consent/confirm", "", &[("authorization", &admin)], Some(&body)))
+            .unwrap();
+    let confirmed = consent.invoke(e, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(confirmed["statusCode"], 200, "{confirmed}");
+    assert_eq!(env.status(&t).await["status"], "active");
 
     let send = FunctionProcess::spawn("send-envelope", &vars).await;
     let body = json!({
