@@ -39,11 +39,16 @@ FUNCTIONS = {
 # The contract's routes and the binary behind each.
 ROUTES = {
     ("POST", "/docusign/consent"): "consent-start",
+    ("POST", "/docusign/consent/confirm"): "consent-start",
     ("GET", "/docusign/callback"): "oauth-callback",
     ("POST", "/docusign/envelopes"): "send-envelope",
     ("GET", "/docusign/connection"): "connection",
     ("DELETE", "/docusign/connection"): "connection",
 }
+
+# The routes anyone may call (no CRM token): DocuSign's redirect to the
+# callback, and later DocuSign Connect's listener.
+PUBLIC_ROUTES = {("GET", "/docusign/callback"), ("POST", "/docusign/events/{tenant}")}
 
 TIMEOUTS = {
     "consent-start": 10,
@@ -85,10 +90,10 @@ def secrets(*names):
 
 
 EXPECTED_GRANTS = {
-    "consent-start": ddb(["PutItem"])
+    "consent-start": ddb(["PutItem", "GetItem", "DeleteItem", "ConditionCheckItem"])
     | token_key("Encrypt", "consent")
     | secrets("CRM_JWT_SECRET"),
-    "oauth-callback": ddb(["GetItem", "UpdateItem", "PutItem"])
+    "oauth-callback": ddb(["GetItem", "UpdateItem", "PutItem", "ConditionCheckItem"])
     | token_key("Decrypt", "consent")
     | token_key("Encrypt", *TOKENS)
     | secrets("DOCUSIGN_SECRET_KEY"),
@@ -114,29 +119,48 @@ COMMON_ENV = {
     "DOCUSIGN_ENVIRONMENT",
     "DOCUSIGN_INTEGRATION_KEY",
     "DOCUSIGN_SECRET_KEY_CIPHERTEXT",
+    "DOCUSIGN_SECRET_KEY_NEXT_CIPHERTEXT",
     "TOKEN_TABLE",
     "TOKEN_KEY_ID",
 }
-CRM_ENV = {"CRM_JWT_SECRET_CIPHERTEXT", "CRM_JWT_AUDIENCE"}
+CRM_ENV = {"CRM_JWT_SECRET_CIPHERTEXT", "CRM_JWT_AUDIENCE", "CRM_JWT_ISSUER", "CRM_JWT_JWKS_URL"}
+HOSTS_ENV = {"DOCUSIGN_API_HOSTS"}
 EXPECTED_ENV = {
     "consent-start": COMMON_ENV | CRM_ENV | {"DOCUSIGN_REDIRECT_URI"},
-    "oauth-callback": COMMON_ENV | {"DOCUSIGN_REDIRECT_URI", "DOCUSIGN_ACCOUNT_ID", "CRM_ORIGIN"},
-    "send-envelope": COMMON_ENV | CRM_ENV,
+    "oauth-callback": COMMON_ENV | HOSTS_ENV | {"DOCUSIGN_REDIRECT_URI", "DOCUSIGN_ACCOUNT_ID", "CRM_ORIGIN"},
+    "send-envelope": COMMON_ENV | CRM_ENV | HOSTS_ENV,
     "connection": COMMON_ENV | CRM_ENV,
-    "token-refresh": COMMON_ENV,
+    "token-refresh": COMMON_ENV | HOSTS_ENV,
+}
+CRM_FUNCTIONS = {"consent-start", "send-envelope", "connection"}
+
+# Reserved concurrency parameter per function and its default: the public
+# callback below every CRM route's function.
+CONCURRENCY = {
+    "consent-start": ("ConsentStartConcurrency", 20),
+    "oauth-callback": ("OAuthCallbackConcurrency", 10),
+    "send-envelope": ("SendEnvelopeConcurrency", 100),
+    "connection": ("ConnectionConcurrency", 50),
+    "token-refresh": ("TokenRefreshConcurrency", 2),
 }
 
 EXPECTED_PARAMETER_DEFAULTS = {
     "DocuSignEnvironment": "sandbox",
     "DocuSignIntegrationKey": None,
     "DocuSignSecretKeyCiphertext": None,
-    "CrmJwtSecretCiphertext": None,
+    "DocuSignSecretKeyNextCiphertext": "",
+    "CrmJwtSecretCiphertext": "",
     "SecretsKeyArn": None,
     "CrmOrigin": None,
     "CrmJwtAudience": "docusign-connector",
     "DocuSignAccountId": "",
     "RefreshScheduleRate": "rate(1 hour)",
     "AlarmTopicArn": "",
+    "CrmJwtIssuer": "",
+    "CrmJwtJwksUrl": "",
+    "DocuSignApiHosts": "*.docusign.net",
+    "LogRetentionDays": 30,
+    **{name: default for name, default in CONCURRENCY.values()},
 }
 
 
@@ -150,6 +174,15 @@ def function_env(logical_id):
     env = dict(GLOBALS.get("Environment", {}).get("Variables", {}))
     env.update(RESOURCES[logical_id]["Properties"].get("Environment", {}).get("Variables", {}))
     return env
+
+
+def when_set(value):
+    """(condition, value) of `!If [Condition, value, !Ref AWS::NoValue]`, else (None, value)."""
+    if isinstance(value, dict) and set(value) == {"Fn::If"}:
+        condition, then, otherwise = value["Fn::If"]
+        assert otherwise == {"Ref": "AWS::NoValue"}, value
+        return condition, then
+    return None, value
 
 
 def contract_variables():
@@ -182,11 +215,29 @@ def as_list(value):
 # ------------------------------------------------------------------ table
 
 
+# CreateTable's request parameters: infra/dynamodb-table.json is one (moto and
+# the local stack create the table from it).
+CREATE_TABLE_PARAMETERS = {
+    "TableName", "AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "LocalSecondaryIndexes",
+    "BillingMode", "ProvisionedThroughput", "StreamSpecification", "SSESpecification", "Tags",
+    "TableClass", "DeletionProtectionEnabled", "WarmThroughput", "ResourcePolicy", "OnDemandThroughput",
+}
+
+
 def test_table_matches_the_create_table_request():
     props = RESOURCES["TokenTable"]["Properties"]
     assert RESOURCES["TokenTable"]["Type"] == "AWS::DynamoDB::Table"
+    assert set(TABLE_JSON) <= CREATE_TABLE_PARAMETERS
     for key in ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode"):
         assert props[key] == TABLE_JSON[key], key
+    # Encryption with our key is deployment-only: the emulator's table keeps
+    # DynamoDB's default encryption (its KMS key would have to exist first).
+    assert "SSESpecification" not in TABLE_JSON
+
+
+def test_table_is_encrypted_with_the_customer_managed_key():
+    sse = RESOURCES["TokenTable"]["Properties"]["SSESpecification"]
+    assert sse == {"SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": {"Fn::GetAtt": ["TokenKey", "Arn"]}}
 
 
 def test_table_is_protected():
@@ -194,6 +245,7 @@ def test_table_is_protected():
     props = table["Properties"]
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert props["SSESpecification"]["SSEEnabled"] is True
+    assert props["SSESpecification"]["SSEType"] == "KMS"
     assert props["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
     assert props["DeletionProtectionEnabled"] is True
     assert table["DeletionPolicy"] == "Retain"
@@ -269,17 +321,94 @@ def test_no_plaintext_secret_in_environment_or_parameters():
             assert isinstance(value, dict), (logical_id, name, value)
             if "SECRET" in name:
                 assert name.endswith("_CIPHERTEXT"), name
+                condition, value = when_set(value)
                 assert set(value) == {"Ref"}, name
                 parameter = parameters[value["Ref"]]
                 assert parameter.get("NoEcho") is True, name
-                assert "Default" not in parameter, name
+                if condition is None:
+                    assert "Default" not in parameter and parameter["MinLength"] >= 100, name
+                else:
+                    # Optional (JWKS-only mode): empty, or a ciphertext.
+                    assert parameter["Default"] == "", name
+                    assert TEMPLATE["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [value, ""]}]}
+                    assert not re.fullmatch(parameter["AllowedPattern"], "A" * 99), name
+                    assert re.fullmatch(parameter["AllowedPattern"], "A" * 200 + "=="), name
                 # The parameter refuses a plain DocuSign secret key (a GUID).
-                assert parameter["MinLength"] >= 100
                 assert not re.fullmatch(parameter["AllowedPattern"], "0f2f3e7a-1111-2222-3333-444455556666")
     assert {k: v.get("Default") for k, v in parameters.items()} == EXPECTED_PARAMETER_DEFAULTS
     for name, parameter in parameters.items():
         if "secret" in name.lower() and name != "SecretsKeyArn":
             assert name.endswith("Ciphertext") and parameter.get("NoEcho") is True, name
+
+
+def test_a_deploy_names_the_crm_secret_or_its_identity_provider():
+    # A stack with neither would start CRM functions that refuse every caller.
+    (assertion,) = TEMPLATE["Rules"]["CrmCallerKeys"]["Assertions"]
+    assert assertion["Assert"] == {
+        "Fn::Or": [
+            {"Fn::Not": [{"Fn::Equals": [{"Ref": "CrmJwtSecretCiphertext"}, ""]}]},
+            {"Fn::Not": [{"Fn::Equals": [{"Ref": "CrmJwtJwksUrl"}, ""]}]},
+        ]
+    }
+
+
+def test_crm_functions_get_the_issuer_and_jwks_only_when_set():
+    for logical_id, binary in FUNCTIONS.items():
+        env = function_env(logical_id)
+        if binary not in CRM_FUNCTIONS:
+            assert not {"CRM_JWT_ISSUER", "CRM_JWT_JWKS_URL", "CRM_JWT_SECRET_CIPHERTEXT"} & set(env), binary
+            continue
+        assert when_set(env["CRM_JWT_ISSUER"]) == ("HasCrmJwtIssuer", {"Ref": "CrmJwtIssuer"})
+        assert when_set(env["CRM_JWT_JWKS_URL"]) == ("HasCrmJwtJwksUrl", {"Ref": "CrmJwtJwksUrl"})
+        assert env["CRM_JWT_AUDIENCE"] == {"Ref": "CrmJwtAudience"}
+    jwks = TEMPLATE["Parameters"]["CrmJwtJwksUrl"]["AllowedPattern"]
+    assert re.fullmatch(jwks, "https://idp.example.com/.well-known/jwks.json") and re.fullmatch(jwks, "")
+    assert not re.fullmatch(jwks, "http://idp.example.com/jwks")
+
+
+def test_docusign_api_hosts_reach_every_function_that_calls_docusign():
+    for logical_id, binary in FUNCTIONS.items():
+        env = function_env(logical_id)
+        if binary in ("oauth-callback", "send-envelope", "token-refresh"):
+            assert env["DOCUSIGN_API_HOSTS"] == {"Ref": "DocuSignApiHosts"}, binary
+    assert function_env("OAuthCallbackFunction")["CRM_ORIGIN"] == {"Ref": "CrmOrigin"}
+    assert "Default" not in TEMPLATE["Parameters"]["CrmOrigin"]
+
+
+# ------------------------------------------------------------------ concurrency and logs
+
+
+def test_every_function_reserves_its_concurrency_from_a_parameter():
+    parameters = TEMPLATE["Parameters"]
+    for logical_id, binary in FUNCTIONS.items():
+        name, default = CONCURRENCY[binary]
+        reserved = RESOURCES[logical_id]["Properties"]["ReservedConcurrentExecutions"]
+        condition, value = when_set(reserved)
+        assert value == {"Ref": name}, binary
+        # 0 means "reserve nothing", not Lambda's "never run".
+        assert TEMPLATE["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [{"Ref": name}, "0"]}]}
+        assert parameters[name]["Type"] == "Number" and parameters[name]["Default"] == default
+        assert parameters[name]["MinValue"] == 0
+    defaults = {binary: default for binary, (_, default) in CONCURRENCY.items()}
+    # The public callback cannot take what the CRM routes' functions need.
+    assert all(defaults["oauth-callback"] < defaults[b] for b in CRM_FUNCTIONS)
+    # Lambda keeps 100 of the default account limit of 1,000 unreserved;
+    # leave most of the rest to the account's other functions.
+    assert sum(defaults.values()) <= 300
+
+
+def test_every_function_logs_to_its_own_log_group_with_a_retention():
+    groups = {k: r for k, r in RESOURCES.items() if r["Type"] == "AWS::Logs::LogGroup"}
+    for logical_id, binary in FUNCTIONS.items():
+        depends = as_list(RESOURCES[logical_id].get("DependsOn", []))
+        (group_id,) = [d for d in depends if d in groups]
+        props = groups[group_id]["Properties"]
+        assert props["LogGroupName"] == {"Fn::Sub": "/aws/lambda/${AWS::StackName}-" + binary}, binary
+        assert props["RetentionInDays"] == {"Ref": "LogRetentionDays"}, binary
+    retention = TEMPLATE["Parameters"]["LogRetentionDays"]
+    assert retention["Default"] == 30 and 30 in retention["AllowedValues"]
+    # Every log group, the API's access logs included, has the retention.
+    assert all(g["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"} for g in groups.values())
 
 
 # ------------------------------------------------------------------ IAM
@@ -383,6 +512,67 @@ def test_api_cors_and_throttling():
     assert throttling["ThrottlingBurstLimit"] > 0 and throttling["ThrottlingRateLimit"] > 0
 
 
+def test_public_routes_are_throttled_below_the_crm_routes():
+    props = RESOURCES["HttpApi"]["Properties"]
+    default = props["DefaultRouteSettings"]
+    settings = props["RouteSettings"]
+    routes = set(api_operations())
+    public = {f"{m} {p}" for m, p in PUBLIC_ROUTES & routes}
+    assert "GET /docusign/callback" in public
+    # Only routes that exist (a stage setting for a missing route fails the deploy).
+    assert set(settings) <= {f"{m} {p}" for m, p in routes}
+    for route in public:
+        assert settings[route]["ThrottlingRateLimit"] < default["ThrottlingRateLimit"], route
+        assert settings[route]["ThrottlingBurstLimit"] < default["ThrottlingBurstLimit"], route
+    for route, limits in settings.items():
+        if route not in public:
+            # A CRM route is never throttled below a public one.
+            assert all(limits["ThrottlingRateLimit"] >= settings[p]["ThrottlingRateLimit"] for p in public), route
+
+
+def test_access_logs_are_json_without_query_string_or_headers():
+    props = RESOURCES["HttpApi"]["Properties"]["AccessLogSettings"]
+    assert props["DestinationArn"] == {"Fn::GetAtt": ["HttpApiAccessLogGroup", "Arn"]}
+    assert RESOURCES["HttpApiAccessLogGroup"]["Type"] == "AWS::Logs::LogGroup"
+    fields = json.loads(props["Format"])
+    assert {"requestId", "routeKey", "status"} <= set(fields)
+    variables = re.findall(r"\$context\.[A-Za-z0-9_.]+", props["Format"])
+    assert len(variables) == len(fields)
+    for variable in variables:
+        lowered = variable.lower()
+        # $context.path and requestUri-like variables would be safe only
+        # without the query; routeKey names the route without either.
+        for forbidden in ("query", "header", "useragent", "uri", "path", "requestoverride", "authorizer.claims", "authorizer.jwt"):
+            assert forbidden not in lowered, variable
+    assert "$request." not in props["Format"] and "$input" not in props["Format"]
+
+
+def test_the_jwt_authorizer_guards_the_crm_routes_only_when_an_identity_provider_is_set():
+    body = RESOURCES["HttpApi"]["Properties"]["DefinitionBody"]
+    condition = TEMPLATE["Conditions"]["UseJwtAuthorizer"]
+    assert condition == {
+        "Fn::And": [
+            {"Condition": "HasCrmJwtIssuer"},
+            {"Condition": "HasCrmJwtJwksUrl"},
+            {"Fn::Not": [{"Fn::Equals": [{"Ref": "CrmJwtAudience"}, ""]}]},
+        ]
+    }
+    components_if = body["components"]["Fn::If"]
+    assert components_if[0] == "UseJwtAuthorizer" and components_if[2] == {"Ref": "AWS::NoValue"}
+    scheme = components_if[1]["securitySchemes"]["CrmJwt"]
+    authorizer = scheme["x-amazon-apigateway-authorizer"]
+    assert authorizer["type"] == "jwt"
+    assert authorizer["identitySource"] == "$request.header.Authorization"
+    assert authorizer["jwtConfiguration"] == {"issuer": {"Ref": "CrmJwtIssuer"}, "audience": [{"Ref": "CrmJwtAudience"}]}
+    for route, operation in api_operations().items():
+        if route in PUBLIC_ROUTES:
+            assert "security" not in operation, route
+        else:
+            assert operation["security"] == {
+                "Fn::If": ["UseJwtAuthorizer", [{"CrmJwt": []}], {"Ref": "AWS::NoValue"}]
+            }, route
+
+
 def test_api_functions_have_no_event_of_their_own():
     # Routes live only in the API's body: a function event would add a
     # second definition and make the API depend on the function.
@@ -409,18 +599,34 @@ def test_a_failing_sweep_raises_an_alarm():
     alarms = [r["Properties"] for r in RESOURCES.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
     errors = [
         a for a in alarms
-        if a["Namespace"] == "AWS/Lambda" and a["MetricName"] == "Errors"
+        if a.get("Namespace") == "AWS/Lambda" and a.get("MetricName") == "Errors"
         and a["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "TokenRefreshFunction"}}]
     ]
     failed = [
         a for a in alarms
-        if a["Namespace"] == "DocuSignConnector" and a["MetricName"] == "failed"
+        if a.get("Namespace") == "DocuSignConnector" and a.get("MetricName") == "failed"
         and a["Dimensions"] == [{"Name": "Function", "Value": "token-refresh"}]
     ]
     assert errors and failed
     topic = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
     for alarm in errors + failed:
         assert alarm["AlarmActions"] == topic
+
+
+def test_a_rejected_client_secret_raises_an_alarm_on_the_first_datapoint():
+    alarms = [r["Properties"] for r in RESOURCES.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    (alarm,) = [
+        a for a in alarms
+        if any("ClientSecretRejected" in q.get("Expression", "") for q in a.get("Metrics", []))
+    ]
+    (query,) = alarm["Metrics"]
+    # Whatever function emits it, with whatever dimensions.
+    assert query["Expression"] == "SELECT SUM(ClientSecretRejected) FROM DocuSignConnector"
+    assert query["ReturnData"] is True
+    assert alarm["Threshold"] == 1 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert alarm["EvaluationPeriods"] == 1 and alarm["DatapointsToAlarm"] == 1
+    assert alarm["TreatMissingData"] == "notBreaching"
+    assert alarm["AlarmActions"] == {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
 
 
 def test_outputs():
