@@ -4,15 +4,18 @@
 # in interactive mode, on free ports), then the documented token-refresh
 # invoke and schemathesis (scripts/schemathesis.sh, docs/openapi.yaml) against
 # the same stack. Screenshots go to target/browser-artifacts/.
-# Installs Debian's chromium if /usr/bin/chromium is missing, and
-# playwright-core from tests/browser/package-lock.json (no browser download).
+# Installs Debian's chromium if /usr/bin/chromium is missing (with sudo when
+# not root), and playwright-core from tests/browser/package-lock.json (no
+# browser download).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ ! -x /usr/bin/chromium ]; then
   echo "browser-test: installing chromium (Debian)"
-  apt-get update
-  DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+  SUDO=()
+  [ "$(id -u)" = 0 ] || SUDO=(sudo)
+  "${SUDO[@]}" apt-get update
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y chromium
 fi
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 

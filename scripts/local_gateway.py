@@ -12,7 +12,7 @@ One origin for the browser, so the demo page needs no CORS:
   `--mode router` at the same path (cargo-lambda's router maps them, see
   scripts/cargo-lambda-local.toml), with `--mode lambda-url` at
   `/lambda-url/<function>/<path>`;
-- `/demo/` serves the CRM demo page from demo/;
+- `/demo/` serves the CRM demo page from demo/, `/favicon.ico` its icon;
 - `/demo/config.json` holds the demo tenant's JWTs, DEVELOPMENT ONLY: minted
   here with CRM_JWT_SECRET by scripts/dev_jwt.py. The functions know nothing
   of it; a real CRM signs its own tokens.
@@ -36,6 +36,7 @@ import dev_jwt  # noqa: E402
 
 ROUTES = {
     "/docusign/consent": "consent-start",
+    "/docusign/consent/confirm": "consent-start",
     "/docusign/callback": "oauth-callback",
     "/docusign/envelopes": "send-envelope",
     "/docusign/connection": "connection",
@@ -57,6 +58,13 @@ CONTENT_TYPES = {
 DEMO_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
     "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+# The tab's icon: browsers ask for /favicon.ico on every page of the origin.
+FAVICON_SVG = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+    b'<rect width="16" height="16" rx="3" fill="#ffcc22"/>'
+    b'<path d="M4 3h4a5 5 0 0 1 0 10H4z" fill="#1d2330"/></svg>'
 )
 
 MAX_BODY = 7 * 1024 * 1024  # above the functions' 6 MB, so they answer 413 themselves
@@ -148,6 +156,9 @@ def make_handler(gw):
                 return self.error(405, "method_not_allowed", "the gateway serves only GET here")
             if path == "/":
                 return self.reply(302, headers=[("Location", "/demo/")])
+            if path == "/favicon.ico":
+                return self.reply(200, FAVICON_SVG, [("Content-Type", "image/svg+xml"),
+                                                     ("Cache-Control", "max-age=86400")])
             if path == "/healthz":
                 return self.reply(200, b"ok\n", [("Content-Type", "text/plain")])
             if path == "/demo":

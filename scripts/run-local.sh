@@ -3,8 +3,9 @@
 #
 #   scripts/run-local.sh [--background] [--no-reload]
 #
-# Installs what is missing (scripts/setup.sh), builds the functions, and
-# starts, each on 127.0.0.1 only:
+# Installs what is missing (scripts/setup.sh local: moto and cargo-lambda),
+# builds the workspace as scripts/test.sh does (a first build takes about 6
+# minutes on 2 cores), and starts, each on 127.0.0.1 only:
 #   - moto's server (DynamoDB + KMS) with the table from
 #     infra/dynamodb-table.json and a KMS key (scripts/local_aws.py);
 #   - our DocuSign simulator in interactive mode (a consent page with Accept
@@ -28,7 +29,8 @@
 # Ports (127.0.0.1): RUN_LOCAL_PORT (gateway and demo page, default 8080),
 # RUN_LOCAL_WATCH_PORT (cargo lambda watch, 9000), RUN_LOCAL_SIM_PORT
 # (simulator, 9100); moto takes a free one. RUN_LOCAL_DIR (default .local)
-# holds the pids, the URLs (urls.env) and the logs (logs/).
+# holds the pids, the URLs (urls.env), the logs (logs/) and the CRM JWT
+# secret of the run (crm-jwt-secret, mode 600) for scripts/dev-token.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 START_NS=$(date +%s%N)
@@ -104,6 +106,8 @@ else
   export DOCUSIGN_SECRET_KEY
   export DOCUSIGN_REDIRECT_URI=$ORIGIN/docusign/callback
   export DOCUSIGN_OAUTH_BASE_URL=http://127.0.0.1:$SIM_PORT
+  # The simulator is also the eSignature host its userinfo names.
+  export DOCUSIGN_API_HOSTS=127.0.0.1:$SIM_PORT
   export DOCUSIGN_ENVIRONMENT=sandbox
   DOCUSIGN_LABEL="DocuSign simulator at $DOCUSIGN_OAUTH_BASE_URL"
 fi
@@ -119,14 +123,17 @@ for p in "$PORT" "$WATCH_PORT" $([ "$MODE" = simulator ] && echo "$SIM_PORT"); d
 done
 
 # ----- tools and build -------------------------------------------------------
-bash scripts/setup.sh
+bash scripts/setup.sh local
 export PATH=$PWD/.venv/bin:$PATH
-say "building (cargo build per binary, as cargo lambda watch does; incremental after the first run)"
-BINS=("${FUNCTIONS[@]}")
-[ "$MODE" = simulator ] && BINS+=(docusign-sim)
-for bin in "${BINS[@]}"; do
-  cargo build --quiet --bin "$bin"
-done
+# The workspace's binaries, exactly as scripts/test.sh builds them (same
+# profile, same features unified over the workspace): the tests and the
+# browser test reuse this build, and cargo lambda watch only relinks.
+if [ ! -x "${CARGO_TARGET_DIR:-target}/debug/docusign-sim" ]; then
+  say "building the workspace (cargo build --workspace --bins --locked): a first build takes about 6 minutes on 2 cores, most of it the AWS SDK; later runs take seconds"
+else
+  say "building the workspace (cargo build --workspace --bins --locked; incremental)"
+fi
+cargo build --workspace --bins --locked
 say "set up and built in $(elapsed) s"
 
 # ----- processes -------------------------------------------------------------
@@ -194,6 +201,9 @@ say "AWS emulator at $AWS_ENDPOINT_URL: table $TOKEN_TABLE, KMS key $TOKEN_KEY_I
 
 CRM_JWT_SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')
 export CRM_JWT_SECRET
+# For scripts/dev-token, which mints JWTs for this run: readable by this
+# user only, never printed; replaced by the next run.
+(umask 077 && rm -f "$STATE_DIR/crm-jwt-secret" && printf '%s' "$CRM_JWT_SECRET" >"$STATE_DIR/crm-jwt-secret")
 export CRM_ORIGIN=$ORIGIN
 
 if [ "$MODE" = simulator ]; then
@@ -273,6 +283,8 @@ wait "$HTTP_CHECK" || fail "a function did not answer as expected" "$LOGS/cargo-
 
 SIM_URL=""
 [ "$MODE" = simulator ] && SIM_URL=$DOCUSIGN_OAUTH_BASE_URL
+DEV_TOKEN_ENV=""
+[ "$STATE_DIR" = .local ] || DEV_TOKEN_ENV="RUN_LOCAL_DIR=$STATE_DIR "
 cat >"$STATE_DIR/urls.env" <<EOF
 DEMO_URL=$ORIGIN/demo/
 API_BASE=$ORIGIN
@@ -294,10 +306,11 @@ run-local: ready in $(elapsed) s
   AWS emulator    $AWS_ENDPOINT_URL (table $TOKEN_TABLE)
   logs            $LOGS/
   token refresh   cargo lambda invoke token-refresh --invoke-address 127.0.0.1 --invoke-port $WATCH_PORT --data-file tests/integration/fixtures/scheduled-event.json
+  a CRM JWT       ${DEV_TOKEN_ENV}scripts/dev-token admin|user   (curl examples: docs/LOCAL.md)
 EOF
 
 if [ "$BACKGROUND" = 1 ]; then
-  echo "  stop with      scripts/stop-local.sh"
+  echo "  stop with      ${DEV_TOKEN_ENV}scripts/stop-local.sh"
   trap - EXIT INT TERM
   exit 0
 fi
