@@ -25,12 +25,8 @@ fuzz_target!(|data: &[u8]| {
     let method = field(0).unwrap_or("GET");
     let (raw_path, raw_query, body) = (field(1), field(2), field(7));
     let base64 = field(8) == Some("b");
-    let mut headers: Map<String, Value> = fields
-        .iter()
-        .skip(10)
-        .filter_map(|h| h.split_once(':'))
-        .map(|(k, v)| (k.to_owned(), json!(v)))
-        .collect();
+    let mut headers: Map<String, Value> =
+        fields.iter().skip(10).filter_map(|h| h.split_once(':')).map(|(k, v)| (k.to_owned(), json!(v))).collect();
     if let Some(host) = field(3) {
         headers.insert("host".into(), json!(host));
     }

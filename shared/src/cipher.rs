@@ -5,9 +5,9 @@
 use async_trait::async_trait;
 #[cfg(feature = "aws")]
 use aws_sdk_kms::primitives::Blob;
-use secrecy::SecretString;
 #[cfg(feature = "aws")]
 use secrecy::ExposeSecret;
+use secrecy::SecretString;
 
 pub use crate::error::BoxError;
 
@@ -110,10 +110,8 @@ impl TokenCipher for KmsCipher {
 
 #[cfg(feature = "aws")]
 fn plaintext(out: aws_sdk_kms::operation::decrypt::DecryptOutput) -> Result<SecretString, CipherError> {
-    let plain = out
-        .plaintext
-        .map(Blob::into_inner)
-        .ok_or_else(|| CipherError::Decrypt("KMS returned no plaintext".into()))?;
+    let plain =
+        out.plaintext.map(Blob::into_inner).ok_or_else(|| CipherError::Decrypt("KMS returned no plaintext".into()))?;
     String::from_utf8(plain).map(SecretString::from).map_err(|_| CipherError::NotUtf8)
 }
 

@@ -72,11 +72,15 @@ pub struct Needs {
 }
 
 impl Needs {
-    pub const CONSENT_START: Self = Self { redirect_uri: true, crm_jwt: true, docusign_secret: false, crm_origin: false };
-    pub const OAUTH_CALLBACK: Self = Self { redirect_uri: true, crm_jwt: false, docusign_secret: true, crm_origin: true };
+    pub const CONSENT_START: Self =
+        Self { redirect_uri: true, crm_jwt: true, docusign_secret: false, crm_origin: false };
+    pub const OAUTH_CALLBACK: Self =
+        Self { redirect_uri: true, crm_jwt: false, docusign_secret: true, crm_origin: true };
     pub const CONNECTION: Self = Self { redirect_uri: false, crm_jwt: true, docusign_secret: false, crm_origin: false };
-    pub const SEND_ENVELOPE: Self = Self { redirect_uri: false, crm_jwt: true, docusign_secret: true, crm_origin: false };
-    pub const TOKEN_REFRESH: Self = Self { redirect_uri: false, crm_jwt: false, docusign_secret: true, crm_origin: false };
+    pub const SEND_ENVELOPE: Self =
+        Self { redirect_uri: false, crm_jwt: true, docusign_secret: true, crm_origin: false };
+    pub const TOKEN_REFRESH: Self =
+        Self { redirect_uri: false, crm_jwt: false, docusign_secret: true, crm_origin: false };
 }
 
 #[derive(Debug)]
@@ -125,10 +129,7 @@ impl Config {
     }
 
     /// Reads configuration through `lookup`; empty values count as unset.
-    pub fn from_lookup(
-        needs: Needs,
-        lookup: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
+    pub fn from_lookup(needs: Needs, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let required = |name: &'static str| get(name).ok_or(ConfigError::Missing { variable: name });
 
@@ -138,27 +139,20 @@ impl Config {
                 invalid("DOCUSIGN_ENVIRONMENT", format!("expected `sandbox` or `production`, got `{v}`"))
             })?,
         };
-        let oauth_base = get("DOCUSIGN_OAUTH_BASE_URL")
-            .unwrap_or_else(|| environment.default_oauth_base().to_owned());
+        let oauth_base = get("DOCUSIGN_OAUTH_BASE_URL").unwrap_or_else(|| environment.default_oauth_base().to_owned());
         let oauth_base_url = oauth_base.trim_end_matches('/').to_owned();
         parse_http_url("DOCUSIGN_OAUTH_BASE_URL", &oauth_base_url)?;
 
         let integration_key = required("DOCUSIGN_INTEGRATION_KEY")?;
-        let secret_key = secret_source(
-            &get,
-            "DOCUSIGN_SECRET_KEY",
-            "DOCUSIGN_SECRET_KEY_CIPHERTEXT",
-        )?
-        .ok_or(ConfigError::Missing { variable: "DOCUSIGN_SECRET_KEY" })?;
+        let secret_key = secret_source(&get, "DOCUSIGN_SECRET_KEY", "DOCUSIGN_SECRET_KEY_CIPHERTEXT")?
+            .ok_or(ConfigError::Missing { variable: "DOCUSIGN_SECRET_KEY" })?;
         let secret_key_next = secret_source(&get, "DOCUSIGN_SECRET_KEY_NEXT", "DOCUSIGN_SECRET_KEY_NEXT_CIPHERTEXT")?;
 
         let redirect_uri = if needs.redirect_uri {
             let raw = required("DOCUSIGN_REDIRECT_URI")?;
             Some(parse_http_url("DOCUSIGN_REDIRECT_URI", &raw)?)
         } else {
-            get("DOCUSIGN_REDIRECT_URI")
-                .map(|raw| parse_http_url("DOCUSIGN_REDIRECT_URI", &raw))
-                .transpose()?
+            get("DOCUSIGN_REDIRECT_URI").map(|raw| parse_http_url("DOCUSIGN_REDIRECT_URI", &raw)).transpose()?
         };
 
         let scopes: Vec<String> = get("DOCUSIGN_SCOPES")
@@ -183,8 +177,7 @@ impl Config {
             return Err(ConfigError::Missing { variable: "CRM_JWT_SECRET" });
         }
         let crm_jwt_issuer = get("CRM_JWT_ISSUER");
-        let crm_jwt_audience =
-            get("CRM_JWT_AUDIENCE").unwrap_or_else(|| "docusign-connector".to_owned());
+        let crm_jwt_audience = get("CRM_JWT_AUDIENCE").unwrap_or_else(|| "docusign-connector".to_owned());
         let crm_origin = get("CRM_ORIGIN").map(|raw| parse_origin(&raw)).transpose()?;
         if needs.crm_origin && crm_origin.is_none() {
             return Err(ConfigError::Missing { variable: "CRM_ORIGIN" });
@@ -294,8 +287,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |k| map.get(k).cloned()
     }
 
@@ -328,11 +320,9 @@ mod tests {
     fn production_uses_the_production_host_and_the_override_wins() {
         let c = Config::from_lookup(Needs::default(), env(&with(&[("DOCUSIGN_ENVIRONMENT", "production")]))).unwrap();
         assert_eq!(c.oauth_base_url, "https://account.docusign.com");
-        let c = Config::from_lookup(
-            Needs::default(),
-            env(&with(&[("DOCUSIGN_OAUTH_BASE_URL", "http://127.0.0.1:9/")])),
-        )
-        .unwrap();
+        let c =
+            Config::from_lookup(Needs::default(), env(&with(&[("DOCUSIGN_OAUTH_BASE_URL", "http://127.0.0.1:9/")])))
+                .unwrap();
         assert_eq!(c.oauth_base_url, "http://127.0.0.1:9");
     }
 
@@ -347,7 +337,8 @@ mod tests {
         let needs = Needs { redirect_uri: true, crm_jwt: true, docusign_secret: true, crm_origin: false };
         let err = Config::from_lookup(needs, env(BASE)).unwrap_err();
         assert_eq!(err, ConfigError::Missing { variable: "DOCUSIGN_REDIRECT_URI" });
-        let err = Config::from_lookup(needs, env(&with(&[("DOCUSIGN_REDIRECT_URI", "https://x.example/cb")]))).unwrap_err();
+        let err =
+            Config::from_lookup(needs, env(&with(&[("DOCUSIGN_REDIRECT_URI", "https://x.example/cb")]))).unwrap_err();
         assert_eq!(err, ConfigError::Missing { variable: "CRM_JWT_SECRET" });
     }
 
@@ -369,8 +360,11 @@ mod tests {
 
     #[test]
     fn the_callback_needs_the_crm_origin() {
-        let err = Config::from_lookup(Needs::OAUTH_CALLBACK, env(&with(&[("DOCUSIGN_REDIRECT_URI", "https://x.example/cb")])))
-            .unwrap_err();
+        let err = Config::from_lookup(
+            Needs::OAUTH_CALLBACK,
+            env(&with(&[("DOCUSIGN_REDIRECT_URI", "https://x.example/cb")])),
+        )
+        .unwrap_err();
         assert_eq!(err, ConfigError::Missing { variable: "CRM_ORIGIN" });
         let c = Config::from_lookup(
             Needs::OAUTH_CALLBACK,
@@ -418,7 +412,8 @@ mod tests {
         let err = Config::from_lookup(Needs::default(), env(&with(&[("DOCUSIGN_SECRET_KEY_NEXT_CIPHERTEXT", "###")])))
             .unwrap_err();
         assert!(matches!(err, ConfigError::Invalid { variable: "DOCUSIGN_SECRET_KEY_NEXT_CIPHERTEXT", .. }), "{err}");
-        let c = Config::from_lookup(Needs::default(), env(&with(&[("DOCUSIGN_SECRET_KEY_NEXT", "next-secret-value")]))).unwrap();
+        let c = Config::from_lookup(Needs::default(), env(&with(&[("DOCUSIGN_SECRET_KEY_NEXT", "next-secret-value")])))
+            .unwrap();
         assert!(!format!("{c:?}").contains("next-secret-value"));
     }
 
@@ -441,8 +436,11 @@ mod tests {
         assert!(matches!(err, ConfigError::Invalid { variable: "CRM_JWT_SECRET", .. }), "{err}");
         assert!(err.to_string().contains("CRM_JWT_SECRET") && err.to_string().contains("at least 32 bytes"), "{err}");
         assert!(!err.to_string().contains(short), "the message must not echo the secret: {err}");
-        let c = Config::from_lookup(Needs::CONNECTION, env(&with(&[("CRM_JWT_SECRET", "01234567890123456789012345678901")])))
-            .unwrap();
+        let c = Config::from_lookup(
+            Needs::CONNECTION,
+            env(&with(&[("CRM_JWT_SECRET", "01234567890123456789012345678901")])),
+        )
+        .unwrap();
         assert!(c.crm_jwt_secret.is_some());
     }
 
@@ -450,7 +448,10 @@ mod tests {
     fn a_jwks_url_alone_is_enough_for_crm_callers_and_must_be_https_or_loopback() {
         let c = Config::from_lookup(
             Needs::CONNECTION,
-            env(&with(&[("CRM_JWT_JWKS_URL", "https://idp.example/.well-known/jwks.json"), ("CRM_JWT_ISSUER", "https://idp.example/")])),
+            env(&with(&[
+                ("CRM_JWT_JWKS_URL", "https://idp.example/.well-known/jwks.json"),
+                ("CRM_JWT_ISSUER", "https://idp.example/"),
+            ])),
         )
         .unwrap();
         assert!(c.crm_jwt_secret.is_none());

@@ -12,9 +12,9 @@ use crate::auth::{is_valid_tenant, Caller};
 use crate::cipher::{Binding, Record};
 use crate::clock::rfc3339;
 use crate::crypto::{random_token, sha256_hex};
+use crate::docusign::OAuthError;
 use crate::docusign::REFRESH_TOKEN_DAYS;
 use crate::error::chain;
-use crate::docusign::OAuthError;
 use crate::error::ApiError;
 use crate::store::{
     Connection, ConnectionStatus, Identity, PendingConsent, ProposedConnection, RefreshBookkeeping, StoreError,
@@ -88,7 +88,9 @@ pub enum CallbackFailure {
     ExchangeFailed,
     /// No account to act for: the pinned (or default) one is missing, or its
     /// `base_uri` is not allowed by `DOCUSIGN_API_HOSTS`.
-    NoUsableAccount { pinned: Option<String> },
+    NoUsableAccount {
+        pinned: Option<String>,
+    },
     Unavailable,
 }
 
@@ -173,7 +175,10 @@ impl CallbackQuery {
 #[derive(Debug)]
 pub enum CallbackOutcome {
     /// DocuSign approved; the result waits for the admin's confirmation.
-    Proposed { confirmation: SecretString, identity: Identity },
+    Proposed {
+        confirmation: SecretString,
+        identity: Identity,
+    },
     Failed(CallbackFailure),
 }
 
@@ -220,7 +225,11 @@ async fn try_complete(app: &App, query: CallbackQuery) -> Result<(SecretString, 
         CallbackFailure::Unavailable
     };
     let binding = Binding { tenant, record: Record::ConsentVerifier };
-    let verifier = app.cipher.decrypt(&binding, &pending.verifier).await.map_err(|e| unavailable("decrypting the PKCE verifier", &e))?;
+    let verifier = app
+        .cipher
+        .decrypt(&binding, &pending.verifier)
+        .await
+        .map_err(|e| unavailable("decrypting the PKCE verifier", &e))?;
 
     let grant = app.docusign.exchange_code(code, &verifier).await.map_err(|e| exchange_failure(&e))?;
     let refresh_token = grant.refresh_token.ok_or_else(|| {
@@ -229,7 +238,9 @@ async fn try_complete(app: &App, query: CallbackQuery) -> Result<(SecretString, 
     })?;
     let userinfo = app.docusign.userinfo(&grant.access_token).await.map_err(|e| exchange_failure(&e))?;
     let pinned = app.config.account_id.clone();
-    let account = userinfo.choose_account(pinned.as_deref()).ok_or(CallbackFailure::NoUsableAccount { pinned: pinned.clone() })?;
+    let account = userinfo
+        .choose_account(pinned.as_deref())
+        .ok_or(CallbackFailure::NoUsableAccount { pinned: pinned.clone() })?;
     if let Err(refusal) = app.config.api_hosts.check(&account.base_uri) {
         tracing::warn!(tenant, account_id = %account.account_id, %refusal, "the account's base URI is not allowed by DOCUSIGN_API_HOSTS");
         return Err(CallbackFailure::NoUsableAccount { pinned });

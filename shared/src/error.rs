@@ -62,11 +62,7 @@ impl ApiError {
         )
     }
     pub fn method_not_allowed(allowed: &str) -> Self {
-        Self::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("this route accepts {allowed}"),
-        )
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("this route accepts {allowed}"))
     }
     pub fn payload_too_large(message: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
@@ -122,7 +118,8 @@ impl ApiError {
     /// A failure of our own dependencies (DynamoDB, KMS): 503, with the
     /// cause chain kept for the log.
     pub fn dependency(what: &str, error: &(dyn std::error::Error + 'static)) -> Self {
-        let mut e = Self::upstream_unavailable("a storage or key service is temporarily unavailable; try again shortly", 2);
+        let mut e =
+            Self::upstream_unavailable("a storage or key service is temporarily unavailable; try again shortly", 2);
         e.cause = Some(format!("{what}: {}", chain(error)));
         e
     }

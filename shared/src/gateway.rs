@@ -122,11 +122,7 @@ pub async fn response_to_event(response: Response<Body>) -> ApiGatewayV2httpResp
         _ => (false, None),
     };
     let mut headers = parts.headers;
-    let cookies = headers
-        .get_all(SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap_or_default().to_owned())
-        .collect();
+    let cookies = headers.get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap_or_default().to_owned()).collect();
     headers.remove(SET_COOKIE);
     let mut event = ApiGatewayV2httpResponse::default();
     event.status_code = i64::from(parts.status.as_u16());
@@ -145,9 +141,9 @@ fn take_body(event: &mut ApiGatewayV2httpRequest) -> Result<Body, BadEvent> {
     let base64 = std::mem::take(&mut event.is_base64_encoded);
     Ok(match event.body.take() {
         None => Body::Empty,
-        Some(b) if base64 => Body::Binary(
-            base64::engine::general_purpose::STANDARD.decode(b).map_err(|_| BadEvent::Base64Body)?,
-        ),
+        Some(b) if base64 => {
+            Body::Binary(base64::engine::general_purpose::STANDARD.decode(b).map_err(|_| BadEvent::Base64Body)?)
+        }
         Some(b) => Body::from(b),
     })
 }
@@ -156,11 +152,7 @@ fn take_body(event: &mut ApiGatewayV2httpRequest) -> Result<Body, BadEvent> {
 /// `host[:port]` (from `Host`, else the request context's domain name) and
 /// an `http` or `https` forwarded protocol.
 fn has_usable_authority(event: &ApiGatewayV2httpRequest) -> bool {
-    let host = event
-        .headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .or(event.request_context.domain_name.as_deref());
+    let host = event.headers.get(HOST).and_then(|h| h.to_str().ok()).or(event.request_context.domain_name.as_deref());
     let Some(host) = host else { return true };
     let scheme = match event.headers.get("x-forwarded-proto").map(HeaderValue::to_str) {
         None => "https",
@@ -255,7 +247,15 @@ mod tests {
 
     #[test]
     fn an_unusable_host_or_path_is_set_aside_not_a_panic() {
-        for (host, path) in [("a b", "/x"), ("xn--a", "/x"), ("h:99999", "/x"), ("h", ":1"), ("h", ":99999"), ("h", "@"), ("é", "/é ?#")] {
+        for (host, path) in [
+            ("a b", "/x"),
+            ("xn--a", "/x"),
+            ("h:99999", "/x"),
+            ("h", ":1"),
+            ("h", ":99999"),
+            ("h", "@"),
+            ("é", "/é ?#"),
+        ] {
             let mut e = event("");
             e["headers"]["host"] = json!(host);
             e["requestContext"]["domainName"] = json!(host);

@@ -24,9 +24,7 @@ fn with_common_headers(mut response: Response<Body>) -> Response<Body> {
 pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
     let mut response = Response::new(Body::Text(body.to_string()));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     with_common_headers(response)
 }
 
@@ -40,9 +38,7 @@ pub fn error_response(error: &ApiError) -> Response<Body> {
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     if error.status == StatusCode::UNAUTHORIZED {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     response
 }
@@ -52,10 +48,8 @@ fn respond(result: Result<Response<Body>, ApiError>) -> HttpResult {
 }
 
 async fn authenticate(app: &App, request: &Request) -> Result<Caller, ApiError> {
-    let verifier = app
-        .jwt
-        .as_ref()
-        .ok_or_else(|| ApiError::unauthorized("this function is not configured for CRM callers"))?;
+    let verifier =
+        app.jwt.as_ref().ok_or_else(|| ApiError::unauthorized("this function is not configured for CRM callers"))?;
     verifier.caller(request.headers()).await
 }
 
@@ -98,8 +92,11 @@ pub async fn consent_confirm(app: &App, request: Request) -> HttpResult {
             require_method(&request, &[Method::POST])?;
             let caller = authenticate(app, &request).await?;
             caller.require_admin()?;
-            let body: Value = serde_json::from_slice(request.body().as_ref())
-                .map_err(|_| ApiError::invalid_request("body: expected JSON, {\"confirmation\": \"<from the consent result message>\"}"))?;
+            let body: Value = serde_json::from_slice(request.body().as_ref()).map_err(|_| {
+                ApiError::invalid_request(
+                    "body: expected JSON, {\"confirmation\": \"<from the consent result message>\"}",
+                )
+            })?;
             let confirmation = match body.get("confirmation") {
                 Some(Value::String(c)) => c.as_str(),
                 Some(_) => return Err(ApiError::invalid_request("confirmation: expected a string")),
@@ -139,10 +136,7 @@ const ANSWER_MARGIN: std::time::Duration = std::time::Duration::from_millis(1500
 /// When this invocation must have answered, from the Lambda context.
 pub fn deadline(request: &Request) -> tokio::time::Instant {
     let now = tokio::time::Instant::now();
-    let remaining = request
-        .lambda_context_ref()
-        .and_then(crate::remaining_time)
-        .unwrap_or(DEFAULT_BUDGET);
+    let remaining = request.lambda_context_ref().and_then(crate::remaining_time).unwrap_or(DEFAULT_BUDGET);
     now + remaining.saturating_sub(ANSWER_MARGIN)
 }
 

@@ -24,8 +24,8 @@ pub mod gateway;
 pub mod http;
 pub mod pages;
 pub mod refresh;
-pub mod sweep;
 pub mod store;
+pub mod sweep;
 pub mod telemetry;
 
 pub use app::App;

@@ -45,7 +45,14 @@ const CLOSE_AFTER_MS: u32 = 4000;
 /// with `CRM_ORIGIN` as the target origin, so no other origin can ever
 /// receive it. Without an opener (a tab not opened by the CRM: a forwarded
 /// or copied consent link) it says that nothing was connected.
-fn render(nonce: &str, title: &str, body: &str, message: &serde_json::Value, crm_origin: Option<&str>, approved: bool) -> String {
+fn render(
+    nonce: &str,
+    title: &str,
+    body: &str,
+    message: &serde_json::Value,
+    crm_origin: Option<&str>,
+    approved: bool,
+) -> String {
     let origin = script_json(&serde_json::json!(crm_origin));
     let message = script_json(message);
     let (on_sent, no_opener) = if approved {
@@ -96,7 +103,13 @@ h1 {{ font-size: 1.4rem; }}
 
 /// The page of an approved consent: who DocuSign says approved, and the
 /// one-time confirmation for the CRM window that opened this tab.
-pub fn approved(nonce: &str, identity: &Identity, confirmation: &str, environment: &str, crm_origin: Option<&str>) -> String {
+pub fn approved(
+    nonce: &str,
+    identity: &Identity,
+    confirmation: &str,
+    environment: &str,
+    crm_origin: Option<&str>,
+) -> String {
     let body = format!(
         r#"<h1 id="result" data-result="approved">DocuSign approved the connection</h1>
 <p>DocuSign user <strong id="user-name">{name}</strong> (<span id="user-email">{email}</span>),
@@ -192,7 +205,9 @@ mod tests {
                 "user_name": "Ann <b>", "account_name": "Acme & Co"})
         );
         assert_eq!(html.matches("conf-123").count(), 1, "the confirmation stands once, in the JSON element");
-        assert!(html.contains(r#"postMessage(message, origin)"#) && html.contains(r#"var origin = "https://crm.example";"#));
+        assert!(
+            html.contains(r#"postMessage(message, origin)"#) && html.contains(r#"var origin = "https://crm.example";"#)
+        );
         let html = failed("n", &CallbackFailure::Unavailable, Some("https://crm.example"));
         let message = result(&html);
         assert_eq!(message["type"], "docusign-consent");

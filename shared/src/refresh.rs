@@ -47,12 +47,10 @@ use tokio::time::Instant;
 
 use crate::app::App;
 use crate::cipher::{Binding, CipherError, Record};
+use crate::docusign::OAuthError;
 use crate::docusign::REFRESH_TOKEN_DAYS;
 use crate::error::chain;
-use crate::docusign::OAuthError;
-use crate::store::{PresentedMark, 
-    Connection, ConnectionStatus, LeaseAcquire, RefreshBookkeeping, StoreError,
-};
+use crate::store::{Connection, ConnectionStatus, LeaseAcquire, PresentedMark, RefreshBookkeeping, StoreError};
 
 /// `last_error` of a connection whose refresh DocuSign refused with
 /// `invalid_client` or `unauthorized_client`: our client configuration is
@@ -60,7 +58,7 @@ use crate::store::{PresentedMark,
 pub const CLIENT_SECRET_REJECTED: &str = "client_secret_rejected";
 
 /// How long a lease lasts. A holder presents a token only while at least
-/// [`PRESENT_MARGIN`] of it is left, which covers DocuSign's HTTP timeout.
+/// [`PRESENT_MARGIN_SECS`] of it is left, which covers DocuSign's HTTP timeout.
 pub const LEASE_SECS: i64 = 45;
 pub const PRESENT_MARGIN_SECS: i64 = 20;
 /// A refresh token is presented only with at least this long left before
@@ -87,10 +85,16 @@ pub enum Need {
 }
 
 #[derive(Debug)]
+// `Fresh` is the common case; boxing it would cost an allocation per send.
+#[allow(clippy::large_enum_variant)]
 pub enum Refreshed {
     /// The connection's tokens are good for the need. `access_token` is the
     /// plaintext when this call obtained it (saves a KMS decrypt).
-    Fresh { connection: Connection, access_token: Option<SecretString>, refreshed_here: bool },
+    Fresh {
+        connection: Connection,
+        access_token: Option<SecretString>,
+        refreshed_here: bool,
+    },
     /// The connection needs a new consent (now or already before).
     ReauthRequired,
     NotConnected,
@@ -220,10 +224,8 @@ async fn refresh_holding_lease(
         mark_reauth(app, &current, "refresh_token_lost").await?;
         return Ok(Some(Refreshed::ReauthRequired));
     }
-    let refresh_token = app
-        .cipher
-        .decrypt(&Binding { tenant, record: Record::RefreshToken }, &current.refresh_token)
-        .await?;
+    let refresh_token =
+        app.cipher.decrypt(&Binding { tenant, record: Record::RefreshToken }, &current.refresh_token).await?;
     if Instant::now() + PRESENT_MIN_LEFT > deadline {
         tracing::info!(tenant, "deadline too near to present the refresh token; not refreshed");
         return Err(RefreshError::DeadlineNear);
@@ -243,7 +245,12 @@ async fn refresh_holding_lease(
     match answer {
         Ok(grant) => match store_refreshed(app, &current, grant, deadline).await {
             Ok(next) => {
-                tracing::info!(tenant, version = next.0.version, elapsed_ms = started.elapsed().as_millis() as u64, "tokens refreshed");
+                tracing::info!(
+                    tenant,
+                    version = next.0.version,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "tokens refreshed"
+                );
                 Ok(Some(Refreshed::Fresh { connection: next.0, access_token: Some(next.1), refreshed_here: true }))
             }
             // Disconnected or replaced by a new consent while DocuSign
@@ -256,7 +263,9 @@ async fn refresh_holding_lease(
             // Someone else may have won meanwhile (e.g. a refresh whose lease
             // expired while it was storing): then nothing failed.
             match app.store.get_connection(tenant).await? {
-                Some(now_stored) if now_stored.connection_id != current.connection_id || now_stored.version != current.version => {
+                Some(now_stored)
+                    if now_stored.connection_id != current.connection_id || now_stored.version != current.version =>
+                {
                     Ok(None)
                 }
                 Some(_) => {
@@ -329,7 +338,8 @@ async fn store_refreshed(
     loop {
         attempt += 1;
         let result = async {
-            let access = app.cipher.encrypt(&Binding { tenant, record: Record::AccessToken }, &grant.access_token).await?;
+            let access =
+                app.cipher.encrypt(&Binding { tenant, record: Record::AccessToken }, &grant.access_token).await?;
             let (refresh, refresh_expires) = match &grant.refresh_token {
                 Some(token) => (
                     app.cipher.encrypt(&Binding { tenant, record: Record::RefreshToken }, token).await?,

@@ -112,7 +112,9 @@ pub async fn sweep(app: &App, deadline: Instant) -> Result<Summary, SweepError> 
                     Err(_) => Outcome::Failed,
                 };
                 match &result {
-                    Err(e) => tracing::warn!(tenant = %tenant, outcome = outcome.name(), error = %chain(e), "refresh outcome"),
+                    Err(e) => {
+                        tracing::warn!(tenant = %tenant, outcome = outcome.name(), error = %chain(e), "refresh outcome")
+                    }
                     Ok(_) => tracing::info!(tenant = %tenant, outcome = outcome.name(), "refresh outcome"),
                 }
                 outcome

@@ -182,7 +182,15 @@ mod tests {
     #[test]
     fn trace_reaches_our_crates_and_stops_at_info_for_every_dependency() {
         let f = filter(Some("trace"), None);
-        for ours in ["shared", "shared::refresh", "consent_start", "oauth_callback", "send_envelope", "connection", "token_refresh"] {
+        for ours in [
+            "shared",
+            "shared::refresh",
+            "consent_start",
+            "oauth_callback",
+            "send_envelope",
+            "connection",
+            "token_refresh",
+        ] {
             assert_eq!(f.level_for(ours), LevelFilter::TRACE, "{ours}");
         }
         for dependency in [

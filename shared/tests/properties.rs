@@ -3,13 +3,13 @@
 //! and never panic. Case counts are bounded so the suite stays fast; set
 //! PROPTEST_CASES to run more.
 
+use lambda_http::aws_lambda_events::query_map::QueryMap;
+use lambda_http::RequestExt;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use shared::auth::JwtVerifier;
 use shared::envelope::validate::validate_envelope;
 use shared::gateway::request_from_event;
-use lambda_http::aws_lambda_events::query_map::QueryMap;
-use lambda_http::RequestExt;
 
 fn config() -> ProptestConfig {
     ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() }

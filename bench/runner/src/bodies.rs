@@ -75,7 +75,11 @@ fn bodies() -> Vec<Body> {
         tab.push_str(&format!("\"{i:0key_len$}\":0"));
     }
     tab.push('}');
-    out.push(Body { name: "under the limit: one object of 150,000 distinct keys", text: with_text_tabs(&tab), refused_by_prescan: false });
+    out.push(Body {
+        name: "under the limit: one object of 150,000 distinct keys",
+        text: with_text_tabs(&tab),
+        refused_by_prescan: false,
+    });
 
     // Worst under the limit, 2: one-member objects (a map node each, about
     // 700 bytes), padded with a long key to fill 6 MB.
@@ -84,7 +88,11 @@ fn bodies() -> Vec<Body> {
     let key_len = per_object.saturating_sub(8).max(1); // {"k…":0},
     let item = format!("{{\"{}\":0}}", "k".repeat(key_len));
     let items = vec![item.as_str(); objects].join(",");
-    out.push(Body { name: "under the limit: 25,000 one-member objects", text: with_text_tabs(&items), refused_by_prescan: false });
+    out.push(Body {
+        name: "under the limit: 25,000 one-member objects",
+        text: with_text_tabs(&items),
+        refused_by_prescan: false,
+    });
 
     // Refused: millions of tiny items, 6 MB each.
     let mut zeros = String::from(r#"{"documents":[0"#);
@@ -92,14 +100,22 @@ fn bodies() -> Vec<Body> {
         zeros.push_str(",0");
     }
     zeros.push_str("]}");
-    out.push(Body { name: "refused: {\"documents\":[0,0,…]} (3 million zeros)", text: zeros, refused_by_prescan: true });
+    out.push(Body {
+        name: "refused: {\"documents\":[0,0,…]} (3 million zeros)",
+        text: zeros,
+        refused_by_prescan: true,
+    });
     let mut objects = String::from("[");
     while objects.len() + 8 + 3 <= MAX_BODY_BYTES {
         objects.push_str(r#"{"a":0},"#);
     }
     objects.push_str("{}]");
     out.push(Body { name: "refused: [{\"a\":0},…] (786,000 objects)", text: objects, refused_by_prescan: true });
-    out.push(Body { name: "refused: [[[[… (6 million levels)", text: "[".repeat(MAX_BODY_BYTES), refused_by_prescan: true });
+    out.push(Body {
+        name: "refused: [[[[… (6 million levels)",
+        text: "[".repeat(MAX_BODY_BYTES),
+        refused_by_prescan: true,
+    });
     out
 }
 
@@ -134,11 +150,20 @@ pub async fn run(world: &World, binary: &Path, runs: usize, log_dir: &Path) -> R
                 return Err(format!("send-envelope answered {answer} to the ordinary envelope").into());
             }
             ordinary_peak_rss = ordinary_peak_rss.max(process.peak_rss().ok_or("no VmHWM in /proc")?);
-            let answer = crate::runtime::invoke(&process, event.clone(), Duration::from_secs(120)).await.map_err(|e| format!("{}: {e}", body.name))?;
+            let answer = crate::runtime::invoke(&process, event.clone(), Duration::from_secs(120))
+                .await
+                .map_err(|e| format!("{}: {e}", body.name))?;
             let status = status_of(&answer);
-            let message = answer["body"].as_str().and_then(|b| serde_json::from_str::<Value>(b).ok()).map(|b| b["error"]["message"].clone()).unwrap_or(Value::Null);
+            let message = answer["body"]
+                .as_str()
+                .and_then(|b| serde_json::from_str::<Value>(b).ok())
+                .map(|b| b["error"]["message"].clone())
+                .unwrap_or(Value::Null);
             let ok = if body.refused_by_prescan {
-                status == 400 && message.as_str().is_some_and(|m| m.starts_with("body: holds more than") || m.starts_with("body: nests"))
+                status == 400
+                    && message
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("body: holds more than") || m.starts_with("body: nests"))
             } else {
                 // Sent (201), or sent and refused by DocuSign (502): never a crash.
                 matches!(status, 201 | 502)

@@ -84,19 +84,13 @@ impl Intercept for CountCalls {
 }
 
 pub fn dynamodb(base: &aws_sdk_dynamodb::Client, counter: &Counter) -> aws_sdk_dynamodb::Client {
-    let config = base
-        .config()
-        .to_builder()
-        .interceptor(CountCalls { service: "dynamodb", counter: counter.clone() })
-        .build();
+    let config =
+        base.config().to_builder().interceptor(CountCalls { service: "dynamodb", counter: counter.clone() }).build();
     aws_sdk_dynamodb::Client::from_conf(config)
 }
 
 pub fn kms(base: &aws_sdk_kms::Client, counter: &Counter) -> aws_sdk_kms::Client {
-    let config = base
-        .config()
-        .to_builder()
-        .interceptor(CountCalls { service: "kms", counter: counter.clone() })
-        .build();
+    let config =
+        base.config().to_builder().interceptor(CountCalls { service: "kms", counter: counter.clone() }).build();
     aws_sdk_kms::Client::from_conf(config)
 }

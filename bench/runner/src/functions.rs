@@ -44,13 +44,12 @@ pub async fn cold_starts(
         for (name, binary) in order {
             let function = function_of(name);
             let mut process = FunctionProcess::spawn_binary(binary, function, &env, log_dir).await;
-            let init = process
-                .init_duration(Duration::from_secs(60))
-                .await
-                .map_err(|e| format!("{name}: {e}"))?;
+            let init = process.init_duration(Duration::from_secs(60)).await.map_err(|e| format!("{name}: {e}"))?;
             for _ in 0..invocations {
                 let (event, expect) = world.event_for(function).await?;
-                let answer = crate::runtime::invoke(&process, event, Duration::from_secs(60)).await.map_err(|e| format!("{name}: {e}"))?;
+                let answer = crate::runtime::invoke(&process, event, Duration::from_secs(60))
+                    .await
+                    .map_err(|e| format!("{name}: {e}"))?;
                 expect.check(name, &answer)?;
             }
             let rss = process.peak_rss().ok_or_else(|| format!("{name}: no VmHWM in /proc"))?;

@@ -141,7 +141,14 @@ where
     Ok(samples)
 }
 
-pub async fn run(world: &World, connection_bin: &Path, send_bin: &Path, samples: usize, warmup: usize, log_dir: &Path) -> R<Latency> {
+pub async fn run(
+    world: &World,
+    connection_bin: &Path,
+    send_bin: &Path,
+    samples: usize,
+    warmup: usize,
+    log_dir: &Path,
+) -> R<Latency> {
     let env_vars = world.function_env().await;
     let direct = Direct {
         dynamo: world.env.dynamo.clone(),
@@ -158,10 +165,17 @@ pub async fn run(world: &World, connection_bin: &Path, send_bin: &Path, samples:
     progress(format!("warm latency: GET /docusign/connection, {samples} samples"));
     let process = FunctionProcess::spawn_binary(connection_bin, "connection", &env_vars, log_dir).await;
     let event = http_event("GET", "/docusign/connection", "", Some(&token), None);
-    let connection = alternate(&process, event, rounds, || direct.connection(), |answer| {
-        let body: serde_json::Value = serde_json::from_str(answer["body"].as_str().unwrap_or_default()).unwrap_or_default();
-        status_of(answer) == 200 && body["connected"] == true
-    })
+    let connection = alternate(
+        &process,
+        event,
+        rounds,
+        || direct.connection(),
+        |answer| {
+            let body: serde_json::Value =
+                serde_json::from_str(answer["body"].as_str().unwrap_or_default()).unwrap_or_default();
+            status_of(answer) == 200 && body["connected"] == true
+        },
+    )
     .await?;
     drop(process);
 

@@ -118,7 +118,14 @@ impl Table {
     fn section(&mut self, title: &str) {
         self.rows.push([format!("**{title}**"), String::new(), String::new(), String::new(), String::new()]);
     }
-    fn row(&mut self, measure: impl Into<String>, ours: impl Into<String>, baseline: impl Into<String>, ratio: impl Into<String>, target: impl Into<String>) {
+    fn row(
+        &mut self,
+        measure: impl Into<String>,
+        ours: impl Into<String>,
+        baseline: impl Into<String>,
+        ratio: impl Into<String>,
+        target: impl Into<String>,
+    ) {
         self.rows.push([measure.into(), ours.into(), baseline.into(), ratio.into(), target.into()]);
     }
     fn render(&self, title: &str) -> String {
@@ -207,9 +214,27 @@ struct Counts {
 impl Counts {
     fn new(short: bool) -> Self {
         if short {
-            Self { cold_starts: 3, invocations: 2, samples: 20, warmup: 3, sweeps: vec![50, 100], not_due_factor: 10, due_finding_reps: 3, body_runs: 1 }
+            Self {
+                cold_starts: 3,
+                invocations: 2,
+                samples: 20,
+                warmup: 3,
+                sweeps: vec![50, 100],
+                not_due_factor: 10,
+                due_finding_reps: 3,
+                body_runs: 1,
+            }
         } else {
-            Self { cold_starts: 11, invocations: 3, samples: 300, warmup: 20, sweeps: vec![1_000, 10_000], not_due_factor: 10, due_finding_reps: 5, body_runs: 3 }
+            Self {
+                cold_starts: 11,
+                invocations: 3,
+                samples: 300,
+                warmup: 20,
+                sweeps: vec![1_000, 10_000],
+                not_due_factor: 10,
+                due_finding_reps: 5,
+                body_runs: 3,
+            }
         }
     }
     fn baseline_tenants(&self, due: usize, short: bool) -> usize {
@@ -267,30 +292,63 @@ async fn bench(args: &Args, log_dir: &Path) -> R<String> {
     let base_rss = base.peak_rss_max();
     let (base_bin, base_zip, base_arm) = sizes[BASELINE];
 
-    t.section(&format!("Cold start: spawn to first poll of the Runtime API, median of {} (baseline: bare lambda_runtime hello world)", counts.cold_starts));
+    t.section(&format!(
+        "Cold start: spawn to first poll of the Runtime API, median of {} (baseline: bare lambda_runtime hello world)",
+        counts.cold_starts
+    ));
     for f in FUNCTIONS {
         let init = cold[f].init_median_ms();
-        t.row(format!("init {f}"), ms(init), ms(base_init), ratio(init, base_init), verdict(init <= 1.5 * base_init, "≤ 1.5x"));
+        t.row(
+            format!("init {f}"),
+            ms(init),
+            ms(base_init),
+            ratio(init, base_init),
+            verdict(init <= 1.5 * base_init, "≤ 1.5x"),
+        );
     }
-    t.section(&format!("Memory: peak RSS (VmHWM) after {} invocations, highest of {} processes", counts.invocations, counts.cold_starts));
+    t.section(&format!(
+        "Memory: peak RSS (VmHWM) after {} invocations, highest of {} processes",
+        counts.invocations, counts.cold_starts
+    ));
     for f in FUNCTIONS {
         let rss = cold[f].peak_rss_max();
-        t.row(format!("peak RSS {f}"), mb(rss), mb(base_rss), ratio(rss as f64, base_rss as f64), verdict(rss as f64 <= 32.0 * MB, "≤ 32 MB"));
+        t.row(
+            format!("peak RSS {f}"),
+            mb(rss),
+            mb(base_rss),
+            ratio(rss as f64, base_rss as f64),
+            verdict(rss as f64 <= 32.0 * MB, "≤ 32 MB"),
+        );
     }
     bodies_section(&mut t, &world, &bins, counts.body_runs, log_dir).await?;
     if debug {
         t.section("Size: debug binaries (unstripped, unoptimized: not representative; zipped sizes skipped)");
     } else {
-        t.section(&format!("Size: stripped binary (x86_64{}), zipped bootstrap ({zip_arch})", if arm64.is_some() { "; arm64" } else { "" }));
+        t.section(&format!(
+            "Size: stripped binary (x86_64{}), zipped bootstrap ({zip_arch})",
+            if arm64.is_some() { "; arm64" } else { "" }
+        ));
     }
     for f in FUNCTIONS {
         let (bin, zip, arm) = sizes[f];
-        t.row(format!("binary {f} ({})", if debug { "x86_64, debug" } else { "x86_64" }), mb(bin), mb(base_bin), ratio(bin as f64, base_bin as f64), "");
+        t.row(
+            format!("binary {f} ({})", if debug { "x86_64, debug" } else { "x86_64" }),
+            mb(bin),
+            mb(base_bin),
+            ratio(bin as f64, base_bin as f64),
+            "",
+        );
         if let (Some(arm), Some(base_arm)) = (arm, base_arm) {
             t.row(format!("binary {f} (arm64)"), mb(arm), mb(base_arm), ratio(arm as f64, base_arm as f64), "");
         }
         if !debug {
-            t.row(format!("zipped bootstrap {f} ({zip_arch})"), mb(zip), mb(base_zip), ratio(zip as f64, base_zip as f64), verdict(zip as f64 <= 6.0 * MB, "≤ 6 MB"));
+            t.row(
+                format!("zipped bootstrap {f} ({zip_arch})"),
+                mb(zip),
+                mb(base_zip),
+                ratio(zip as f64, base_zip as f64),
+                verdict(zip as f64 <= 6.0 * MB, "≤ 6 MB"),
+            );
         }
     }
     if arm64.is_none() && !debug {
@@ -298,7 +356,15 @@ async fn bench(args: &Args, log_dir: &Path) -> R<String> {
     }
 
     // Warm latency.
-    let lat = latency::run(&world, &bins.join("connection"), &bins.join("send-envelope"), counts.samples, counts.warmup, log_dir).await?;
+    let lat = latency::run(
+        &world,
+        &bins.join("connection"),
+        &bins.join("send-envelope"),
+        counts.samples,
+        counts.warmup,
+        log_dir,
+    )
+    .await?;
     t.section(&format!(
         "Warm latency, {} samples after {} warm-up, through the binary + Runtime API (baseline: the same AWS/DocuSign calls made directly)",
         counts.samples, counts.warmup
@@ -320,7 +386,13 @@ async fn bench(args: &Args, log_dir: &Path) -> R<String> {
     t.row("DynamoDB calls per send", num(send_ddb), "1 (TransactGetItems)", ratio(send_ddb, 1.0), "");
     let conn_ddb = per(lat.connection_calls.service("dynamodb"), n);
     let conn_kms = per(lat.connection_calls.service("kms"), n);
-    t.row("DynamoDB / KMS calls per GET connection", format!("{} / {}", num(conn_ddb), num(conn_kms)), "1 / 0", ratio(conn_ddb, 1.0), "");
+    t.row(
+        "DynamoDB / KMS calls per GET connection",
+        format!("{} / {}", num(conn_ddb), num(conn_kms)),
+        "1 / 0",
+        ratio(conn_ddb, 1.0),
+        "",
+    );
     drop(world);
 
     // Sweeps.
@@ -347,13 +419,25 @@ async fn bench(args: &Args, log_dir: &Path) -> R<String> {
             ratio(run.wall.as_secs_f64(), run.due as f64 / base_rate),
             "",
         );
-        t.row(format!("sweep {label}: tenants per second"), format!("{rate:.0}"), format!("{base_rate:.0}"), ratio(rate, base_rate), "");
+        t.row(
+            format!("sweep {label}: tenants per second"),
+            format!("{rate:.0}"),
+            format!("{base_rate:.0}"),
+            ratio(rate, base_rate),
+            "",
+        );
         let ddb = per(run.calls.service("dynamodb"), run.due);
         let base_ddb = per(run.baseline.calls.service("dynamodb"), run.baseline.tenants);
         t.row(format!("sweep {label}: DynamoDB calls per tenant"), num(ddb), num(base_ddb), ratio(ddb, base_ddb), "");
         let kms = per(run.calls.service("kms"), run.due);
         let base_kms = per(run.baseline.calls.service("kms"), run.baseline.tenants);
-        t.row(format!("sweep {label}: KMS calls per tenant"), num(kms), num(base_kms), ratio(kms, base_kms), verdict(kms <= 3.0, "≤ 3"));
+        t.row(
+            format!("sweep {label}: KMS calls per tenant"),
+            num(kms),
+            num(base_kms),
+            ratio(kms, base_kms),
+            verdict(kms <= 3.0, "≤ 3"),
+        );
         let grants = per(run.docusign_refresh_grants, run.due);
         t.row(format!("sweep {label}: DocuSign token grants per tenant"), num(grants), "1", ratio(grants, 1.0), "");
         t.notes.push(format!(
@@ -373,7 +457,13 @@ async fn bench(args: &Args, log_dir: &Path) -> R<String> {
             "Finding due tenants (`TokenStore::due_tenants`, median of {}), then again after adding {not_due} active tenants that are not due (in the index, expiring in 5-8 h); baseline: a filtered Scan of the same table",
             counts.due_finding_reps
         ));
-        t.row(format!("due_tenants, {due} due: time"), ms(d.due_only_ms), ms(d.scan_due_only_ms), ratio(d.due_only_ms, d.scan_due_only_ms), "");
+        t.row(
+            format!("due_tenants, {due} due: time"),
+            ms(d.due_only_ms),
+            ms(d.scan_due_only_ms),
+            ratio(d.due_only_ms, d.scan_due_only_ms),
+            "",
+        );
         t.row(
             format!("due_tenants, {due} due + {not_due} not due: time"),
             ms(d.with_not_due_ms),
@@ -437,7 +527,11 @@ async fn bodies_only(args: &Args, log_dir: &Path) -> R<String> {
     let world = World::start().await?;
     let mut t = Table::new();
     bodies_section(&mut t, &world, &bins, Counts::new(args.short).body_runs, log_dir).await?;
-    t.notes.push(format!("Mode: --bodies-only; binaries from {}; run took {:.0} s.", bins.display(), started.elapsed().as_secs_f64()));
+    t.notes.push(format!(
+        "Mode: --bodies-only; binaries from {}; run took {:.0} s.",
+        bins.display(),
+        started.elapsed().as_secs_f64()
+    ));
     Ok(t.render("DocuSign connector benchmark: the largest bodies"))
 }
 
@@ -461,7 +555,13 @@ async fn profiles(args: &Args, log_dir: &Path) -> R<String> {
     let cold = cold_starts(&world, &binaries, runs, 3, log_dir).await?;
     let env = world.function_env().await;
     let token = integration_tests::user_token(&world.tenant);
-    let event = world::http_event("POST", "/docusign/envelopes", "", Some(&token), Some(&integration_tests::fixtures::documents_envelope().to_string()));
+    let event = world::http_event(
+        "POST",
+        "/docusign/envelopes",
+        "",
+        Some(&token),
+        Some(&integration_tests::fixtures::documents_envelope().to_string()),
+    );
     let mut p50 = BTreeMap::new();
     for (name, path) in binaries.iter().skip(1) {
         progress(format!("profiles: warm POST /docusign/envelopes through {name}, {samples} samples"));
@@ -491,9 +591,27 @@ async fn profiles(args: &Args, log_dir: &Path) -> R<String> {
         let c = &cold[name];
         t.row(format!("{name}: binary"), mb(bin), mb(cur_bin), ratio(bin as f64, cur_bin as f64), "");
         t.row(format!("{name}: zipped bootstrap"), mb(zip), mb(cur_zip), ratio(zip as f64, cur_zip as f64), "");
-        t.row(format!("{name}: init"), ms(c.init_median_ms()), ms(cur.init_median_ms()), ratio(c.init_median_ms(), cur.init_median_ms()), "");
-        t.row(format!("{name}: peak RSS"), mb(c.peak_rss_max()), mb(cur.peak_rss_max()), ratio(c.peak_rss_max() as f64, cur.peak_rss_max() as f64), "");
-        t.row(format!("{name}: POST /docusign/envelopes p50"), ms(p50[name]), ms(p50[current_name]), ratio(p50[name], p50[current_name]), "");
+        t.row(
+            format!("{name}: init"),
+            ms(c.init_median_ms()),
+            ms(cur.init_median_ms()),
+            ratio(c.init_median_ms(), cur.init_median_ms()),
+            "",
+        );
+        t.row(
+            format!("{name}: peak RSS"),
+            mb(c.peak_rss_max()),
+            mb(cur.peak_rss_max()),
+            ratio(c.peak_rss_max() as f64, cur.peak_rss_max() as f64),
+            "",
+        );
+        t.row(
+            format!("{name}: POST /docusign/envelopes p50"),
+            ms(p50[name]),
+            ms(p50[current_name]),
+            ratio(p50[name], p50[current_name]),
+            "",
+        );
     }
     let h = &cold[BASELINE];
     t.row("hello-baseline init (reference)", ms(h.init_median_ms()), "", "", "");

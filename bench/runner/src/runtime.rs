@@ -9,8 +9,5 @@ pub use integration_tests::runtime::FunctionProcess;
 
 /// One invocation; a failure carries the end of the function's log.
 pub async fn invoke(process: &FunctionProcess, event: Value, timeout: Duration) -> Result<Value, String> {
-    process
-        .invoke(event, timeout)
-        .await
-        .map_err(|e| format!("invocation failed: {e}; logs: {}", process.logs_tail(20)))
+    process.invoke(event, timeout).await.map_err(|e| format!("invocation failed: {e}; logs: {}", process.logs_tail(20)))
 }

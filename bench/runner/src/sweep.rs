@@ -19,13 +19,16 @@ use chrono::Utc;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use integration_tests::{random_name, TestEnv};
 use secrecy::{ExposeSecret, SecretString};
-use shared::cipher::{Binding, Record, KmsCipher, TokenCipher};
+use shared::cipher::{Binding, KmsCipher, Record, TokenCipher};
 use shared::store::dynamo::{auth_item, refresh_item, DynamoStore, DUE_INDEX, DUE_SHARDS};
 use shared::store::{Connection, TokenStore};
 use shared::sweep::{CONCURRENCY, REFRESH_WINDOW_HOURS};
 
 use crate::count::{Calls, Counter};
-use crate::world::{counting_app, delete_table, median, placeholder_connection, progress, real_connection, write_connections, SimClient, R};
+use crate::world::{
+    counting_app, delete_table, median, placeholder_connection, progress, real_connection, write_connections,
+    SimClient, R,
+};
 
 #[derive(Debug)]
 pub struct SweepRun {
@@ -93,9 +96,13 @@ async fn run_in(env: &TestEnv, plan: &Plan) -> R<SweepRun> {
     // Due: access tokens expiring in 1 hour (the window is 4). Baseline
     // tenants: expiring in 7 hours, so the sweep leaves them alone.
     let seed_started = Instant::now();
-    progress(format!("sweep {n}: seeding {n} due tenants and {} baseline tenants (simulator code flow + KMS)", plan.baseline));
+    progress(format!(
+        "sweep {n}: seeding {n} due tenants and {} baseline tenants (simulator code flow + KMS)",
+        plan.baseline
+    ));
     let mut due = seed_real(&sim, &cipher, &template, n, "due", now + chrono::Duration::hours(1)).await?;
-    let baseline_connections = seed_real(&sim, &cipher, &template, plan.baseline, "base", now + chrono::Duration::hours(7)).await?;
+    let baseline_connections =
+        seed_real(&sim, &cipher, &template, plan.baseline, "base", now + chrono::Duration::hours(7)).await?;
     write_connections(&env.dynamo, &env.table, &due).await?;
     write_connections(&env.dynamo, &env.table, &baseline_connections).await?;
     due.clear();
@@ -118,7 +125,8 @@ async fn run_in(env: &TestEnv, plan: &Plan) -> R<SweepRun> {
             })
             .collect();
         write_connections(&env.dynamo, &env.table, &not_due).await?;
-        let (with_not_due_ms, with_not_due_queries, found_with) = time_due(&store, &counter, cutoff, plan.due_finding_reps).await?;
+        let (with_not_due_ms, with_not_due_queries, found_with) =
+            time_due(&store, &counter, cutoff, plan.due_finding_reps).await?;
         let with_not_due_items_read = index_items_read(&env.dynamo, &env.table, cutoff).await?;
         let (scan_with_not_due_ms, scan_with_not_due_items_read) = scan_due(&env.dynamo, &env.table, cutoff).await?;
         if found != n || found_with != n {
@@ -165,7 +173,8 @@ async fn run_in(env: &TestEnv, plan: &Plan) -> R<SweepRun> {
         .buffer_unordered(CONCURRENCY)
         .try_collect::<Vec<()>>()
         .await?;
-    let baseline = Baseline { tenants: plan.baseline, wall: started.elapsed(), calls: counter.snapshot().since(&before) };
+    let baseline =
+        Baseline { tenants: plan.baseline, wall: started.elapsed(), calls: counter.snapshot().since(&before) };
 
     Ok(SweepRun { due: n, wall, summary, calls, docusign_refresh_grants, baseline, due_finding, seed_time })
 }
@@ -186,13 +195,22 @@ async fn seed_real(
 }
 
 /// The irreducible work of one refresh, made directly.
-async fn minimal_refresh(c: &Connection, sim: &SimClient, kms: &KmsCipher, dynamo: &aws_sdk_dynamodb::Client, table: &str) -> R<()> {
-    let refresh_token = kms.decrypt(&Binding { tenant: &c.tenant, record: Record::RefreshToken }, &c.refresh_token).await?;
+async fn minimal_refresh(
+    c: &Connection,
+    sim: &SimClient,
+    kms: &KmsCipher,
+    dynamo: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> R<()> {
+    let refresh_token =
+        kms.decrypt(&Binding { tenant: &c.tenant, record: Record::RefreshToken }, &c.refresh_token).await?;
     let (access, refresh) = sim.refresh(refresh_token.expose_secret()).await?;
     let mut next = c.clone();
     next.version += 1;
-    next.access_token = kms.encrypt(&Binding { tenant: &c.tenant, record: Record::AccessToken }, &SecretString::from(access)).await?;
-    next.refresh_token = kms.encrypt(&Binding { tenant: &c.tenant, record: Record::RefreshToken }, &SecretString::from(refresh)).await?;
+    next.access_token =
+        kms.encrypt(&Binding { tenant: &c.tenant, record: Record::AccessToken }, &SecretString::from(access)).await?;
+    next.refresh_token =
+        kms.encrypt(&Binding { tenant: &c.tenant, record: Record::RefreshToken }, &SecretString::from(refresh)).await?;
     next.access_token_expires_at = Utc::now() + chrono::Duration::hours(8);
     let put = |item| {
         TransactWriteItem::builder()
@@ -219,7 +237,12 @@ async fn minimal_refresh(c: &Connection, sim: &SimClient, kms: &KmsCipher, dynam
 
 /// Median time of `reps` calls of `TokenStore::due_tenants`, the queries
 /// one call sends, and the tenants it finds.
-async fn time_due(store: &DynamoStore, counter: &Counter, cutoff: chrono::DateTime<Utc>, reps: usize) -> R<(f64, u64, usize)> {
+async fn time_due(
+    store: &DynamoStore,
+    counter: &Counter,
+    cutoff: chrono::DateTime<Utc>,
+    reps: usize,
+) -> R<(f64, u64, usize)> {
     let mut times = Vec::new();
     let mut found = 0;
     let before = counter.snapshot();

@@ -12,7 +12,7 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use integration_tests::*;
 use secrecy::SecretString;
 use serde_json::{json, Value};
-use shared::cipher::{Binding, Record, KmsCipher, TokenCipher};
+use shared::cipher::{Binding, KmsCipher, Record, TokenCipher};
 use shared::clock::SystemClock;
 use shared::config::{Config, Needs};
 use shared::store::dynamo::DynamoStore;
@@ -86,7 +86,13 @@ impl World {
                 Expect::Status(200),
             ),
             "send-envelope" => (
-                http_event("POST", "/docusign/envelopes", "", Some(&user_token(&self.tenant)), Some(&integration_tests::fixtures::documents_envelope().to_string())),
+                http_event(
+                    "POST",
+                    "/docusign/envelopes",
+                    "",
+                    Some(&user_token(&self.tenant)),
+                    Some(&integration_tests::fixtures::documents_envelope().to_string()),
+                ),
                 Expect::Status(201),
             ),
             "token-refresh" => {
@@ -117,7 +123,10 @@ pub fn counting_app(env: &TestEnv, counter: &Counter) -> R<App> {
         ("CRM_ORIGIN", CRM_ORIGIN.to_owned()),
         ("DOCUSIGN_API_HOSTS", integration_tests::sim_api_host(&env.sim)),
     ]);
-    let config = Config::from_lookup(Needs { redirect_uri: true, crm_jwt: true, docusign_secret: true, crm_origin: true }, |k| vars.get(k).cloned())?;
+    let config = Config::from_lookup(
+        Needs { redirect_uri: true, crm_jwt: true, docusign_secret: true, crm_origin: true },
+        |k| vars.get(k).cloned(),
+    )?;
     let dynamo = count::dynamodb(&env.dynamo, counter);
     let kms = count::kms(&env.kms, counter);
     let secrets = shared::app::Secrets::plain(&config);
@@ -228,8 +237,11 @@ pub async fn real_connection(
     access_expires_at: DateTime<Utc>,
 ) -> R<Connection> {
     let (access, refresh) = sim.consent().await?;
-    let access_token = cipher.encrypt(&Binding { tenant: &tenant, record: Record::AccessToken }, &SecretString::from(access)).await?;
-    let refresh_token = cipher.encrypt(&Binding { tenant: &tenant, record: Record::RefreshToken }, &SecretString::from(refresh)).await?;
+    let access_token =
+        cipher.encrypt(&Binding { tenant: &tenant, record: Record::AccessToken }, &SecretString::from(access)).await?;
+    let refresh_token = cipher
+        .encrypt(&Binding { tenant: &tenant, record: Record::RefreshToken }, &SecretString::from(refresh))
+        .await?;
     Ok(connection(template, tenant, access_token, refresh_token, access_expires_at))
 }
 
@@ -240,7 +252,13 @@ pub fn placeholder_connection(template: &Connection, tenant: String, access_expi
     connection(template, tenant, filler.clone(), filler, access_expires_at)
 }
 
-fn connection(template: &Connection, tenant: String, access_token: Vec<u8>, refresh_token: Vec<u8>, access_expires_at: DateTime<Utc>) -> Connection {
+fn connection(
+    template: &Connection,
+    tenant: String,
+    access_token: Vec<u8>,
+    refresh_token: Vec<u8>,
+    access_expires_at: DateTime<Utc>,
+) -> Connection {
     let now = Utc::now();
     Connection {
         tenant,
@@ -267,17 +285,15 @@ pub async fn write_connections(dynamo: &aws_sdk_dynamodb::Client, table: &str, c
     let requests: Vec<WriteRequest> = connections
         .iter()
         .flat_map(|c| [auth_item(c), refresh_item(c)])
-        .map(|item| WriteRequest::builder().put_request(PutRequest::builder().set_item(Some(item)).build().unwrap()).build())
+        .map(|item| {
+            WriteRequest::builder().put_request(PutRequest::builder().set_item(Some(item)).build().unwrap()).build()
+        })
         .collect();
     stream::iter(requests.chunks(25).map(|chunk| chunk.to_vec()))
         .map(|chunk| async move {
             let mut pending = chunk;
             for attempt in 0..20 {
-                let out = dynamo
-                    .batch_write_item()
-                    .request_items(table, pending.clone())
-                    .send()
-                    .await?;
+                let out = dynamo.batch_write_item().request_items(table, pending.clone()).send().await?;
                 pending = out.unprocessed_items.and_then(|mut m| m.remove(table)).unwrap_or_default();
                 if pending.is_empty() {
                     return Ok::<(), BoxError>(());

@@ -115,9 +115,8 @@ impl Jwks {
 
     /// The key named `kid`, fetching the set when needed and allowed.
     pub(super) async fn key(&self, kid: &str) -> Result<JwksKey, JwksError> {
-        let fresh_hit = |set: &Option<Arc<KeySet>>| {
-            set.as_ref().filter(|s| s.is_fresh()).and_then(|s| s.keys.get(kid).cloned())
-        };
+        let fresh_hit =
+            |set: &Option<Arc<KeySet>>| set.as_ref().filter(|s| s.is_fresh()).and_then(|s| s.keys.get(kid).cloned());
         if let Some(key) = fresh_hit(&self.current()) {
             return Ok(key);
         }
@@ -255,6 +254,9 @@ mod tests {
     fn debug_shows_no_query_string() {
         let jwks = Jwks::new(Url::parse("https://user:pw@idp.example/keys?token=abc").unwrap());
         let printed = format!("{jwks:?}");
-        assert!(printed.contains("idp.example/keys") && !printed.contains("abc") && !printed.contains("pw"), "{printed}");
+        assert!(
+            printed.contains("idp.example/keys") && !printed.contains("abc") && !printed.contains("pw"),
+            "{printed}"
+        );
     }
 }

@@ -58,8 +58,7 @@ impl Caller {
 }
 
 pub fn is_valid_tenant(tenant: &str) -> bool {
-    (1..=64).contains(&tenant.len())
-        && tenant.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    (1..=64).contains(&tenant.len()) && tenant.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// How the verifier is configured (from `Config`).
@@ -147,12 +146,10 @@ impl JwtVerifier {
 
     /// The caller named by the request's `Authorization: Bearer` token, or 401.
     pub async fn caller(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
-        let value = headers
-            .get(AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("missing Authorization header; send `Authorization: Bearer <CRM JWT>`"))?;
-        let value = value
-            .to_str()
-            .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+        let value = headers.get(AUTHORIZATION).ok_or_else(|| {
+            ApiError::unauthorized("missing Authorization header; send `Authorization: Bearer <CRM JWT>`")
+        })?;
+        let value = value.to_str().map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
@@ -253,7 +250,9 @@ impl JwtVerifier {
 }
 
 fn read_header(token: &str) -> Result<RawHeader, ApiError> {
-    let malformed = || ApiError::unauthorized("the CRM token is malformed: expected a JWT (three base64url parts separated by dots)");
+    let malformed = || {
+        ApiError::unauthorized("the CRM token is malformed: expected a JWT (three base64url parts separated by dots)")
+    };
     let mut parts = token.split('.');
     let header = parts.next().ok_or_else(malformed)?;
     if parts.count() != 2 {
@@ -288,9 +287,9 @@ fn rejection(kind: &ErrorKind) -> String {
 
 fn jwks_error(error: &JwksError) -> ApiError {
     match error {
-        JwksError::UnknownKid => ApiError::unauthorized(
-            "the CRM token names a key (`kid`) that is not in the identity provider's JWKS",
-        ),
+        JwksError::UnknownKid => {
+            ApiError::unauthorized("the CRM token names a key (`kid`) that is not in the identity provider's JWKS")
+        }
         JwksError::Unavailable => ApiError::upstream_unavailable(
             "the CRM identity provider's signing keys (JWKS) could not be fetched; retry shortly",
             5,

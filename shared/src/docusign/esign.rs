@@ -64,10 +64,13 @@ pub fn envelopes_url(base_uri: &str, account_id: &str) -> Result<url::Url, Esign
     if !matches!(url.scheme(), "http" | "https") {
         return Err(EsignError::BadBaseUri);
     }
-    url.path_segments_mut()
-        .map_err(|_| EsignError::BadBaseUri)?
-        .pop_if_empty()
-        .extend(["restapi", "v2.1", "accounts", account_id, "envelopes"]);
+    url.path_segments_mut().map_err(|_| EsignError::BadBaseUri)?.pop_if_empty().extend([
+        "restapi",
+        "v2.1",
+        "accounts",
+        account_id,
+        "envelopes",
+    ]);
     url.set_query(None);
     Ok(url)
 }

@@ -193,7 +193,12 @@ mod tests {
     #[test]
     fn the_default_allows_docusign_api_hosts_over_https_only() {
         let h = ApiHosts::default();
-        for ok in ["https://demo.docusign.net", "https://na3.docusign.net/", "https://EU.DocuSign.net", "https://a.b.docusign.net"] {
+        for ok in [
+            "https://demo.docusign.net",
+            "https://na3.docusign.net/",
+            "https://EU.DocuSign.net",
+            "https://a.b.docusign.net",
+        ] {
             assert!(h.allows(ok), "{ok}");
         }
         for (bad, why) in [
@@ -244,7 +249,11 @@ mod tests {
         assert!(h.allows("http://[::1]:7000"));
         assert!(!h.allows("http://127.0.0.2:8080"), "not listed");
         let h = hosts("sim.example:8080");
-        assert_eq!(h.check("http://sim.example:8080"), Err(HostRefusal::Scheme("http".into())), "http only on loopback");
+        assert_eq!(
+            h.check("http://sim.example:8080"),
+            Err(HostRefusal::Scheme("http".into())),
+            "http only on loopback"
+        );
         assert!(h.allows("https://sim.example:8080"));
         let h = hosts("*.example.com:8443");
         assert!(h.allows("https://a.example.com:8443"));
@@ -253,7 +262,9 @@ mod tests {
 
     #[test]
     fn bad_entries_are_named() {
-        for raw in ["", " , ", "*.com", "*.127.0.0.1", "host:port", "https://x.example", "x.example/path", "a b", "[::1"] {
+        for raw in
+            ["", " , ", "*.com", "*.127.0.0.1", "host:port", "https://x.example", "x.example/path", "a b", "[::1"]
+        {
             let err = ApiHosts::parse(raw).unwrap_err();
             assert!(!err.is_empty(), "{raw}");
         }

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use oauth2::basic::{BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse};
 use oauth2::{
     AsyncHttpClient, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
-    HttpRequest, HttpResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
-    RequestTokenError, Scope, StandardRevocableToken, TokenUrl,
+    HttpRequest, HttpResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError,
+    Scope, StandardRevocableToken, TokenUrl,
 };
 use reqwest::header::{AUTHORIZATION, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
@@ -141,7 +141,8 @@ impl DocuSignOAuth {
             .set_auth_uri(auth_url)
             .set_token_uri(token_url);
         if let Some(uri) = settings.redirect_uri {
-            client = client.set_redirect_uri(RedirectUrl::new(uri.to_owned()).map_err(|_| SettingsError("redirect uri"))?);
+            client =
+                client.set_redirect_uri(RedirectUrl::new(uri.to_owned()).map_err(|_| SettingsError("redirect uri"))?);
         }
         let next = settings
             .secret_key_next
@@ -162,10 +163,9 @@ impl DocuSignOAuth {
         F: std::future::Future<Output = Result<DsTokenResponse, RequestTokenError<Transport, BasicErrorResponse>>>,
     {
         let answer = call.await.map_err(|e| match e {
-            RequestTokenError::ServerResponse(e) => OAuthError::Rejected {
-                code: e.error().to_string(),
-                description: e.error_description().cloned(),
-            },
+            RequestTokenError::ServerResponse(e) => {
+                OAuthError::Rejected { code: e.error().to_string(), description: e.error_description().cloned() }
+            }
             RequestTokenError::Request(Transport::Status { status, retry_after }) => {
                 OAuthError::Unavailable { status, retry_after }
             }
@@ -193,7 +193,10 @@ impl DocuSignOAuth {
         let first = self.token_call(call(&self.client)).await;
         let (used, result) = match (&first, &self.next) {
             (Err(OAuthError::Rejected { code, .. }), Some(next)) if code == "invalid_client" => {
-                tracing::warn!(grant, "DocuSign refused DOCUSIGN_SECRET_KEY (invalid_client); trying DOCUSIGN_SECRET_KEY_NEXT");
+                tracing::warn!(
+                    grant,
+                    "DocuSign refused DOCUSIGN_SECRET_KEY (invalid_client); trying DOCUSIGN_SECRET_KEY_NEXT"
+                );
                 (SecretUsed::Next, self.token_call(call(next)).await)
             }
             _ => (SecretUsed::Current, first),
@@ -302,8 +305,10 @@ impl DocuSignAuth for DocuSignOAuth {
 
     async fn refresh(&self, refresh_token: &SecretString) -> Result<TokenGrant, OAuthError> {
         let token = RefreshToken::new(refresh_token.expose_secret().to_owned());
-        self.with_secrets("refresh_token", |client| client.exchange_refresh_token(&token).request_async(&self.token_http))
-            .await
+        self.with_secrets("refresh_token", |client| {
+            client.exchange_refresh_token(&token).request_async(&self.token_http)
+        })
+        .await
     }
 
     async fn userinfo(&self, access_token: &SecretString) -> Result<UserInfo, OAuthError> {
@@ -316,7 +321,10 @@ impl DocuSignAuth for DocuSignOAuth {
             .map_err(|e| OAuthError::Network(Box::new(e.without_url())))?;
         let status = response.status();
         if status.is_server_error() || status.as_u16() == 429 {
-            return Err(OAuthError::Unavailable { status: status.as_u16(), retry_after: retry_after(response.headers()) });
+            return Err(OAuthError::Unavailable {
+                status: status.as_u16(),
+                retry_after: retry_after(response.headers()),
+            });
         }
         if status.as_u16() == 401 {
             return Err(OAuthError::Rejected { code: "invalid_token".into(), description: None });
@@ -377,7 +385,14 @@ mod tests {
         let refused = secret_rejected_metric("refresh_token", "invalid_client", 1_700_000_000_000);
         assert_emf(&refused);
         assert_eq!(refused["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], "ClientSecretRejected");
-        assert_eq!(refused["_aws"]["CloudWatchMetrics"][0]["Dimensions"], serde_json::json!([[]]), "one metric for the alarm");
-        assert_eq!((refused["Grant"].as_str(), refused["Error"].as_str()), (Some("refresh_token"), Some("invalid_client")));
+        assert_eq!(
+            refused["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            serde_json::json!([[]]),
+            "one metric for the alarm"
+        );
+        assert_eq!(
+            (refused["Grant"].as_str(), refused["Error"].as_str()),
+            (Some("refresh_token"), Some("invalid_client"))
+        );
     }
 }

@@ -60,8 +60,8 @@ pub fn access_lifetime(expires_in: Option<&RawValue>) -> Duration {
 /// `/oauth/userinfo`'s answer body. The body is never quoted in the error:
 /// it may hold personal data.
 pub fn userinfo(body: &[u8]) -> Result<UserInfo, OAuthError> {
-    let wire: UserInfoWire =
-        serde_json::from_slice(body).map_err(|_| OAuthError::InvalidResponse("userinfo answer is not the expected JSON"))?;
+    let wire: UserInfoWire = serde_json::from_slice(body)
+        .map_err(|_| OAuthError::InvalidResponse("userinfo answer is not the expected JSON"))?;
     Ok(UserInfo {
         sub: wire.sub,
         name: wire.name.unwrap_or_default(),
@@ -171,7 +171,9 @@ mod tests {
     /// or that has none (`None`).
     fn lifetime_of(raw: Option<&str>) -> Duration {
         let body = match raw {
-            Some(raw) => format!(r#"{{"access_token":"a","token_type":"Bearer","refresh_token":"r","expires_in":{raw}}}"#),
+            Some(raw) => {
+                format!(r#"{{"access_token":"a","token_type":"Bearer","refresh_token":"r","expires_in":{raw}}}"#)
+            }
             None => r#"{"access_token":"a","token_type":"Bearer","refresh_token":"r"}"#.to_owned(),
         };
         let g = grant(&body);

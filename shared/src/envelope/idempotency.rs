@@ -34,8 +34,13 @@ pub struct IdempotencyKey {
 pub trait IdempotencyStore: Send + Sync {
     /// Takes the key unless a live record holds it. An in-progress record
     /// whose holder is past `now` (it died) may be taken over.
-    async fn claim(&self, key: &IdempotencyKey, now: DateTime<Utc>, holder_until: DateTime<Utc>, expires: DateTime<Utc>)
-        -> Result<Claim, StoreError>;
+    async fn claim(
+        &self,
+        key: &IdempotencyKey,
+        now: DateTime<Utc>,
+        holder_until: DateTime<Utc>,
+        expires: DateTime<Utc>,
+    ) -> Result<Claim, StoreError>;
     async fn complete(&self, key: &IdempotencyKey, status: u16, body: &str) -> Result<(), StoreError>;
     /// Frees the key after an answer that should not be replayed (a
     /// transient failure), so the client can retry with it.

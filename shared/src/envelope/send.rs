@@ -17,8 +17,8 @@ use crate::app::App;
 use crate::auth::Caller;
 use crate::cipher::{Binding, Record};
 use crate::crypto::sha256_hex;
-use crate::error::chain;
 use crate::docusign::esign::{EsignAnswer, EsignError};
+use crate::error::chain;
 use crate::error::ApiError;
 use crate::refresh::{ensure_fresh, Need, RefreshError, Refreshed};
 use crate::store::{Connection, ConnectionStatus};
@@ -67,12 +67,7 @@ pub async fn send_envelope(
         let now = app.clock.now();
         let claim = app
             .idempotency
-            .claim(
-                &key,
-                now,
-                now + Duration::seconds(IDEMPOTENCY_HOLD_SECS),
-                now + Duration::hours(IDEMPOTENCY_HOURS),
-            )
+            .claim(&key, now, now + Duration::seconds(IDEMPOTENCY_HOLD_SECS), now + Duration::hours(IDEMPOTENCY_HOURS))
             .await?;
         match claim {
             Claim::Claimed => break,
@@ -143,12 +138,7 @@ impl From<Value> for Validated {
     }
 }
 
-async fn send_validated(
-    app: &App,
-    caller: &Caller,
-    envelope: &Validated,
-    deadline: Instant,
-) -> Result<Sent, ApiError> {
+async fn send_validated(app: &App, caller: &Caller, envelope: &Validated, deadline: Instant) -> Result<Sent, ApiError> {
     let (connection, token) = usable_token(app, &caller.tenant, deadline).await?;
     let answer = send_with_retries(app, &connection, token, envelope.json.as_bytes(), deadline).await?;
     let envelope_id = answer["envelopeId"].as_str().unwrap_or_default();
@@ -296,8 +286,10 @@ async fn send_with_retries(
             Ok(answer) if (200..300).contains(&answer.status) => return Ok(answer.body),
             Ok(answer) if answer.status == 401 && !refreshed_after_401 => {
                 refreshed_after_401 = true;
-                let need = Need::Rejected { connection_id: connection.connection_id.clone(), version: connection.version };
-                let refreshed = ensure_fresh(app, &connection.tenant, &need, deadline).await.map_err(refresh_failure)?;
+                let need =
+                    Need::Rejected { connection_id: connection.connection_id.clone(), version: connection.version };
+                let refreshed =
+                    ensure_fresh(app, &connection.tenant, &need, deadline).await.map_err(refresh_failure)?;
                 (connection, token) = fresh_token(app, refreshed).await?;
                 tracing::info!(tenant = %connection.tenant, "DocuSign refused the access token; refreshed and retrying once");
                 continue;
@@ -306,7 +298,13 @@ async fn send_with_retries(
             Ok(answer) => return Err(docusign_error(&answer)),
             Err(EsignError::Unreachable(e)) => {
                 tracing::warn!(error = %chain(&*e), "DocuSign unreachable");
-                EsignAnswer { status: 503, body: Value::Null, retry_after: None, rate_limit_remaining: None, rate_limit_reset: None }
+                EsignAnswer {
+                    status: 503,
+                    body: Value::Null,
+                    retry_after: None,
+                    rate_limit_remaining: None,
+                    rate_limit_reset: None,
+                }
             }
             Err(EsignError::NoAnswer(e)) => {
                 // Retrying could create the envelope twice.
@@ -318,21 +316,32 @@ async fn send_with_retries(
             }
             Err(EsignError::BadBaseUri) => {
                 tracing::error!(tenant = %connection.tenant, "stored base URI is unusable");
-                return Err(ApiError::docusign_error("INVALID_BASE_URI", "the connection's DocuSign base URI is unusable; connect again"));
+                return Err(ApiError::docusign_error(
+                    "INVALID_BASE_URI",
+                    "the connection's DocuSign base URI is unusable; connect again",
+                ));
             }
         };
         let wait = wait_for(app, &transient, attempt);
         attempt += 1;
         if Instant::now() + wait + MIN_ATTEMPT >= deadline {
             let retry_after = wait.as_secs().max(1);
-            tracing::warn!(status = transient.status, attempts = attempt, "DocuSign kept refusing; giving up within the deadline");
+            tracing::warn!(
+                status = transient.status,
+                attempts = attempt,
+                "DocuSign kept refusing; giving up within the deadline"
+            );
             return Err(if transient.status == 429 {
                 ApiError::rate_limited(retry_after)
             } else {
                 ApiError::upstream_unavailable("DocuSign is unavailable; try again shortly", retry_after)
             });
         }
-        tracing::info!(status = transient.status, wait_ms = wait.as_millis() as u64, "DocuSign asked to wait; retrying");
+        tracing::info!(
+            status = transient.status,
+            wait_ms = wait.as_millis() as u64,
+            "DocuSign asked to wait; retrying"
+        );
         tokio::time::sleep(wait).await;
     }
 }

@@ -131,27 +131,16 @@ pub fn validate_envelope(body: &[u8]) -> Result<Value, ApiError> {
         )));
     }
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(invalid(
-            "body",
-            "is empty; expected a JSON object (a DocuSign envelopeDefinition)",
-        ));
+        return Err(invalid("body", "is empty; expected a JSON object (a DocuSign envelopeDefinition)"));
     }
-    let text = std::str::from_utf8(body).map_err(|e| {
-        invalid(
-            "body",
-            format!("is not UTF-8 (invalid byte at offset {})", e.valid_up_to()),
-        )
-    })?;
+    let text = std::str::from_utf8(body)
+        .map_err(|e| invalid("body", format!("is not UTF-8 (invalid byte at offset {})", e.valid_up_to())))?;
     prescan(body)?;
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| invalid("body", format!("is not valid JSON ({e})")))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| invalid("body", format!("is not valid JSON ({e})")))?;
     let Some(envelope) = value.as_object() else {
         return Err(invalid(
             "body",
-            format!(
-                "must be a JSON object (a DocuSign envelopeDefinition), got {}",
-                kind(&value)
-            ),
+            format!("must be a JSON object (a DocuSign envelopeDefinition), got {}", kind(&value)),
         ));
     };
 
@@ -184,7 +173,9 @@ pub fn prescan(body: &[u8]) -> Result<(), ApiError> {
     if shape.depth > MAX_JSON_DEPTH {
         return Err(invalid(
             "body",
-            format!("nests arrays and objects more than {MAX_JSON_DEPTH} levels deep; an envelope never needs that many"),
+            format!(
+                "nests arrays and objects more than {MAX_JSON_DEPTH} levels deep; an envelope never needs that many"
+            ),
         ));
     }
     if shape.cost() > MAX_JSON_VALUES {
@@ -256,10 +247,7 @@ fn check_top_level(envelope: &Map<String, Value>) -> Result<(), ApiError> {
                 .find(|(n, _)| n.eq_ignore_ascii_case(name))
                 .map(|(n, _)| format!(" (did you mean {n}?)"))
                 .unwrap_or_default();
-            return Err(invalid(
-                shown(name),
-                format!("is not a property of DocuSign's envelopeDefinition{hint}"),
-            ));
+            return Err(invalid(shown(name), format!("is not a property of DocuSign's envelopeDefinition{hint}")));
         };
         check_type(name, value, ENVELOPE_DEFINITION_PROPERTIES[i].1)?;
     }
@@ -284,10 +272,7 @@ fn check_type(path: &str, value: &Value, expected: JsonType) -> Result<(), ApiEr
         JsonType::Array => "an array",
         JsonType::Object => "an object",
     };
-    Err(invalid(
-        path,
-        format!("must be {what} (got {})", kind(value)),
-    ))
+    Err(invalid(path, format!("must be {what} (got {})", kind(value))))
 }
 
 /// `status`: absent (a draft), `sent` or `created`. Returns whether it is `sent`.
@@ -297,10 +282,7 @@ fn check_status(envelope: &Map<String, Value>) -> Result<bool, ApiError> {
         Some("sent") => Ok(true),
         Some(other) => Err(invalid(
             "status",
-            format!(
-                "must be \"sent\" or \"created\" (got \"{}\"); leave it out to save a draft",
-                shown(other)
-            ),
+            format!("must be \"sent\" or \"created\" (got \"{}\"); leave it out to save a draft", shown(other)),
         )),
     }
 }
@@ -313,32 +295,17 @@ fn check_source(envelope: &Map<String, Value>) -> Result<Source, ApiError> {
     let template_roles = envelope.get("templateRoles");
     let composite = envelope.get("compositeTemplates");
 
-    let source = match (
-        documents.is_some(),
-        template_id.is_some(),
-        composite.is_some(),
-    ) {
+    let source = match (documents.is_some(), template_id.is_some(), composite.is_some()) {
         (false, false, false) if template_roles.is_some() => {
             return Err(invalid("templateId", "required with templateRoles"))
         }
         (false, false, false) => return Err(invalid("documents", format!("required: {ONE_WAY}"))),
-        (true, true, _) => {
-            return Err(invalid(
-                "templateId",
-                format!("cannot be combined with documents; {ONE_WAY}"),
-            ))
-        }
+        (true, true, _) => return Err(invalid("templateId", format!("cannot be combined with documents; {ONE_WAY}"))),
         (true, false, true) => {
-            return Err(invalid(
-                "compositeTemplates",
-                format!("cannot be combined with documents; {ONE_WAY}"),
-            ))
+            return Err(invalid("compositeTemplates", format!("cannot be combined with documents; {ONE_WAY}")))
         }
         (false, true, true) => {
-            return Err(invalid(
-                "compositeTemplates",
-                format!("cannot be combined with templateId; {ONE_WAY}"),
-            ))
+            return Err(invalid("compositeTemplates", format!("cannot be combined with templateId; {ONE_WAY}")))
         }
         (true, false, false) => Source::Documents,
         (false, true, false) => Source::Template,
@@ -358,11 +325,7 @@ fn check_source(envelope: &Map<String, Value>) -> Result<Source, ApiError> {
             check_template_roles(roles)?;
         }
         Source::CompositeTemplates => {
-            objects(
-                "compositeTemplates",
-                composite.unwrap_or(&Value::Null),
-                true,
-            )?;
+            objects("compositeTemplates", composite.unwrap_or(&Value::Null), true)?;
         }
     }
     Ok(source)
@@ -371,10 +334,7 @@ fn check_source(envelope: &Map<String, Value>) -> Result<Source, ApiError> {
 /// `documents`: a non-empty array of objects, each with a `documentBase64`
 /// that decodes, a `name` and a `documentId` (non-empty strings).
 fn check_documents(documents: &Value) -> Result<(), ApiError> {
-    for (i, document) in objects("documents", documents, true)?
-        .into_iter()
-        .enumerate()
-    {
+    for (i, document) in objects("documents", documents, true)?.into_iter().enumerate() {
         let path = format!("documents[{i}]");
         let content = required_str(document, &path, "documentBase64")?;
         check_base64(&format!("{path}.documentBase64"), content)?;
@@ -394,10 +354,7 @@ fn check_base64(path: &str, content: &str) -> Result<(), ApiError> {
         ));
     }
     if content.starts_with("data:") {
-        return Err(invalid(
-            path,
-            "is not valid base64: send the base64 content only, without a data: URL prefix",
-        ));
+        return Err(invalid(path, "is not valid base64: send the base64 content only, without a data: URL prefix"));
     }
     decode_in_pieces(content, BASE64_PIECE).map_err(|e| {
         let why = match e {
@@ -463,10 +420,7 @@ fn decode_in_pieces(content: &str, piece: usize) -> Result<(), DecodeError> {
 /// `templateRoles`: a non-empty array of objects, each with a `roleName`;
 /// `email` and `name` are strings when present.
 fn check_template_roles(roles: &Value) -> Result<(), ApiError> {
-    for (i, role) in objects("templateRoles", roles, true)?
-        .into_iter()
-        .enumerate()
-    {
+    for (i, role) in objects("templateRoles", roles, true)?.into_iter().enumerate() {
         let path = format!("templateRoles[{i}]");
         required_str(role, &path, "roleName")?;
         for field in ["email", "name"] {
@@ -485,11 +439,7 @@ fn check_template_roles(roles: &Value) -> Result<(), ApiError> {
 
 // ----- subject -----------------------------------------------------------------
 
-fn check_email_subject(
-    envelope: &Map<String, Value>,
-    sent: bool,
-    source: Source,
-) -> Result<(), ApiError> {
+fn check_email_subject(envelope: &Map<String, Value>, sent: bool, source: Source) -> Result<(), ApiError> {
     let subject = envelope.get("emailSubject").and_then(Value::as_str);
     if let Some(subject) = subject {
         let chars = subject.chars().count();
@@ -539,10 +489,7 @@ fn check_recipients(recipients: &Map<String, Value>) -> Result<(), ApiError> {
 /// `tabs`: an object whose values (`signHereTabs`, `textTabs`, ...) are arrays of objects.
 fn check_tabs(path: &str, tabs: &Value) -> Result<(), ApiError> {
     let Some(tabs) = tabs.as_object() else {
-        return Err(invalid(
-            path,
-            format!("must be an object (got {})", kind(tabs)),
-        ));
+        return Err(invalid(path, format!("must be an object (got {})", kind(tabs))));
     };
     for (name, list) in tabs {
         objects(&format!("{path}.{}", shown(name)), list, false)?;
@@ -560,11 +507,7 @@ fn invalid(path: impl std::fmt::Display, what: impl std::fmt::Display) -> ApiErr
 /// escaped, at most 64 characters.
 fn shown(text: &str) -> String {
     const MAX: usize = 64;
-    let mut out: String = text
-        .chars()
-        .take(MAX)
-        .flat_map(char::escape_debug)
-        .collect();
+    let mut out: String = text.chars().take(MAX).flat_map(char::escape_debug).collect();
     if text.chars().nth(MAX).is_some() {
         out.push('…');
     }
@@ -584,10 +527,7 @@ fn kind(value: &Value) -> &'static str {
 
 fn not_a_string(path: &str, value: &Value) -> ApiError {
     if value.is_number() {
-        invalid(
-            path,
-            "must be a string (got a number; numbers are strings in DocuSign's API, e.g. \"1\")",
-        )
+        invalid(path, "must be a string (got a number; numbers are strings in DocuSign's API, e.g. \"1\")")
     } else {
         invalid(path, format!("must be a string (got {})", kind(value)))
     }
@@ -603,11 +543,7 @@ fn non_empty_str<'a>(path: &str, value: &'a Value) -> Result<&'a str, ApiError> 
 }
 
 /// `parent.field`: present, a non-empty string.
-fn required_str<'a>(
-    object: &'a Map<String, Value>,
-    parent: &str,
-    field: &str,
-) -> Result<&'a str, ApiError> {
+fn required_str<'a>(object: &'a Map<String, Value>, parent: &str, field: &str) -> Result<&'a str, ApiError> {
     let path = format!("{parent}.{field}");
     match object.get(field) {
         None => Err(invalid(path, "is required")),
@@ -616,16 +552,9 @@ fn required_str<'a>(
 }
 
 /// An array of objects (non-empty if `non_empty`).
-fn objects<'a>(
-    path: &str,
-    value: &'a Value,
-    non_empty: bool,
-) -> Result<Vec<&'a Map<String, Value>>, ApiError> {
+fn objects<'a>(path: &str, value: &'a Value, non_empty: bool) -> Result<Vec<&'a Map<String, Value>>, ApiError> {
     let Some(items) = value.as_array() else {
-        return Err(invalid(
-            path,
-            format!("must be an array (got {})", kind(value)),
-        ));
+        return Err(invalid(path, format!("must be an array (got {})", kind(value))));
     };
     if non_empty && items.is_empty() {
         return Err(invalid(path, "must not be empty"));
@@ -634,12 +563,8 @@ fn objects<'a>(
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            item.as_object().ok_or_else(|| {
-                invalid(
-                    format!("{path}[{i}]"),
-                    format!("must be an object (got {})", kind(item)),
-                )
-            })
+            item.as_object()
+                .ok_or_else(|| invalid(format!("{path}[{i}]"), format!("must be an object (got {})", kind(item))))
         })
         .collect()
 }
@@ -720,10 +645,7 @@ mod tests {
     }
 
     fn assert_starts(message: &str, prefix: &str) {
-        assert!(
-            message.starts_with(prefix),
-            "{message:?} should start with {prefix:?}"
-        );
+        assert!(message.starts_with(prefix), "{message:?} should start with {prefix:?}");
     }
 
     // ----- valid bodies -----
@@ -985,14 +907,8 @@ mod tests {
         assert_starts(&rejected_bytes(b""), "body: is empty");
         assert_starts(&rejected_bytes(b" \n\t"), "body: is empty");
         assert_starts(&rejected_bytes(b"not json"), "body: is not valid JSON");
-        assert_starts(
-            &rejected_bytes(b"{\"status\": \"sent\""),
-            "body: is not valid JSON",
-        );
-        assert_starts(
-            &rejected_bytes(b"{\"emailSubject\": \"\xff\"}"),
-            "body: is not UTF-8",
-        );
+        assert_starts(&rejected_bytes(b"{\"status\": \"sent\""), "body: is not valid JSON");
+        assert_starts(&rejected_bytes(b"{\"emailSubject\": \"\xff\"}"), "body: is not UTF-8");
         assert_eq!(
             rejected_bytes(b"[1, 2]"),
             "body: must be a JSON object (a DocuSign envelopeDefinition), got an array"
@@ -1009,12 +925,7 @@ mod tests {
             assert!(pair[0].0 < pair[1].0, "{} before {}", pair[0].0, pair[1].0);
         }
         assert_eq!(ENVELOPE_DEFINITION_PROPERTIES.len(), 88);
-        let get = |name: &str| {
-            ENVELOPE_DEFINITION_PROPERTIES
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, t)| *t)
-        };
+        let get = |name: &str| ENVELOPE_DEFINITION_PROPERTIES.iter().find(|(n, _)| *n == name).map(|(_, t)| *t);
         assert_eq!(get("documents"), Some(JsonType::Array));
         assert_eq!(get("recipients"), Some(JsonType::Object));
         assert_eq!(get("emailSubject"), Some(JsonType::String));
@@ -1027,10 +938,7 @@ mod tests {
     #[test]
     fn unknown_top_level_property() {
         let message = rejected(documents_with(|v| v["emailSubjct"] = json!("Hi")));
-        assert_eq!(
-            message,
-            "emailSubjct: is not a property of DocuSign's envelopeDefinition"
-        );
+        assert_eq!(message, "emailSubjct: is not a property of DocuSign's envelopeDefinition");
         let message = rejected(documents_with(|v| v["EmailSubject"] = json!("Hi")));
         assert_eq!(
             message,
@@ -1061,9 +969,7 @@ mod tests {
             "attachments: must be an array (got an object)"
         );
         assert_eq!(
-            rejected(documents_with(
-                |v| v["documents"] = json!({"documentId": "1"})
-            )),
+            rejected(documents_with(|v| v["documents"] = json!({"documentId": "1"}))),
             "documents: must be an array (got an object)"
         );
         assert_eq!(
@@ -1087,10 +993,7 @@ mod tests {
                 format!("status: must be \"sent\" or \"created\" (got \"{status}\"); leave it out to save a draft")
             );
         }
-        assert_starts(
-            &rejected(documents_with(|v| v["status"] = json!(1))),
-            "status: must be a string",
-        );
+        assert_starts(&rejected(documents_with(|v| v["status"] = json!(1))), "status: must be a string");
     }
 
     // ----- how the envelope is made -----
@@ -1102,10 +1005,7 @@ mod tests {
         assert!(message.contains("documents, templateId with templateRoles, or compositeTemplates"));
         assert_starts(&rejected(json!({})), "documents: required");
 
-        assert_eq!(
-            rejected(json!({"templateId": "t-1", "status": "sent"})),
-            "templateRoles: required with templateId"
-        );
+        assert_eq!(rejected(json!({"templateId": "t-1", "status": "sent"})), "templateRoles: required with templateId");
         assert_eq!(
             rejected(json!({"templateRoles": [{"roleName": "Signer"}]})),
             "templateId: required with templateRoles"
@@ -1120,14 +1020,9 @@ mod tests {
         );
         let mut both = template_example();
         both["compositeTemplates"] = json!([{}]);
-        assert_starts(
-            &rejected(both),
-            "compositeTemplates: cannot be combined with templateId; ",
-        );
+        assert_starts(&rejected(both), "compositeTemplates: cannot be combined with templateId; ");
         assert_eq!(
-            rejected(documents_with(
-                |v| v["templateRoles"] = json!([{"roleName": "Signer"}])
-            )),
+            rejected(documents_with(|v| v["templateRoles"] = json!([{"roleName": "Signer"}]))),
             "templateRoles: is only used with templateId"
         );
     }
@@ -1196,27 +1091,15 @@ mod tests {
             change(&mut value);
             rejected(value)
         };
-        assert_eq!(
-            with(|v| v["templateId"] = json!("")),
-            "templateId: must not be empty"
-        );
-        assert_eq!(
-            with(|v| v["templateRoles"] = json!([])),
-            "templateRoles: must not be empty"
-        );
-        assert_eq!(
-            with(|v| v["templateRoles"] = json!("Signer")),
-            "templateRoles: must be an array (got a string)"
-        );
+        assert_eq!(with(|v| v["templateId"] = json!("")), "templateId: must not be empty");
+        assert_eq!(with(|v| v["templateRoles"] = json!([])), "templateRoles: must not be empty");
+        assert_eq!(with(|v| v["templateRoles"] = json!("Signer")), "templateRoles: must be an array (got a string)");
         assert_eq!(
             with(|v| v["templateRoles"] = json!([["Signer"]])),
             "templateRoles[0]: must be an object (got an array)"
         );
         assert_eq!(
-            with(|v| v["templateRoles"][0]
-                .as_object_mut()
-                .unwrap()
-                .retain(|k, _| k != "roleName")),
+            with(|v| v["templateRoles"][0].as_object_mut().unwrap().retain(|k, _| k != "roleName")),
             "templateRoles[0].roleName: is required"
         );
         assert_eq!(
@@ -1240,10 +1123,7 @@ mod tests {
 
     #[test]
     fn composite_rules() {
-        assert_eq!(
-            rejected(json!({"compositeTemplates": []})),
-            "compositeTemplates: must not be empty"
-        );
+        assert_eq!(rejected(json!({"compositeTemplates": []})), "compositeTemplates: must not be empty");
         assert_eq!(
             rejected(json!({"compositeTemplates": [{}, 3]})),
             "compositeTemplates[1]: must be an object (got a number)"
@@ -1255,15 +1135,11 @@ mod tests {
     #[test]
     fn email_subject_rules() {
         assert_eq!(
-            rejected(documents_with(
-                |v| v["emailSubject"] = json!("x".repeat(101))
-            )),
+            rejected(documents_with(|v| v["emailSubject"] = json!("x".repeat(101)))),
             "emailSubject: must be at most 100 characters (got 101)"
         );
         assert_eq!(
-            rejected(documents_with(
-                |v| v["emailSubject"] = json!("é".repeat(130))
-            )),
+            rejected(documents_with(|v| v["emailSubject"] = json!("é".repeat(130)))),
             "emailSubject: must be at most 100 characters (got 130)"
         );
         for subject in [None, Some(""), Some("  ")] {
@@ -1273,19 +1149,13 @@ mod tests {
                 }
                 Some(s) => v["emailSubject"] = json!(s),
             });
-            assert_starts(
-                &rejected(body),
-                "emailSubject: required when status is \"sent\"",
-            );
+            assert_starts(&rejected(body), "emailSubject: required when status is \"sent\"");
         }
         // Too long is refused for drafts and templates too.
         let mut draft = template_example();
         draft["status"] = json!("created");
         draft["emailSubject"] = json!("x".repeat(101));
-        assert_starts(
-            &rejected(draft),
-            "emailSubject: must be at most 100 characters",
-        );
+        assert_starts(&rejected(draft), "emailSubject: must be at most 100 characters");
     }
 
     // ----- recipients -----

@@ -161,7 +161,10 @@ async fn disconnect_removes_everything_and_cancels_proposals(s: &dyn TokenStore,
     assert!(is_conflict(s.promote_proposal(&proposal(&t, "s2", "c2"), &conn, now()).await), "{label}");
     assert_eq!(s.get_connection(&t).await.unwrap(), None, "{label}: nothing comes back");
     assert!(
-        matches!(s.acquire_lease(&t, "other", now(), now() + Duration::seconds(45)).await.unwrap(), LeaseAcquire::Acquired { presented: None }),
+        matches!(
+            s.acquire_lease(&t, "other", now(), now() + Duration::seconds(45)).await.unwrap(),
+            LeaseAcquire::Acquired { presented: None }
+        ),
         "{label}: the lease went too"
     );
     s.delete_connection(&t).await.unwrap();
@@ -185,7 +188,8 @@ async fn fenced_writes_land_only_on_the_version_they_read(s: &dyn TokenStore, la
     assert!(is_conflict(s.write_fenced(&v1, &stale).await), "{label}: stale version");
     let other_consent = sample_connection(&t, "other-cid", 2, 100);
     assert!(is_conflict(s.write_fenced(&other_consent, &stale).await), "{label}: another connection");
-    let bookkeeping = RefreshBookkeeping { failures: 2, retry_not_before: Some(now()), last_error: Some("upstream_503".into()) };
+    let bookkeeping =
+        RefreshBookkeeping { failures: 2, retry_not_before: Some(now()), last_error: Some("upstream_503".into()) };
     assert!(is_conflict(s.update_refresh_state(&v1, ConnectionStatus::Active, &bookkeeping).await), "{label}");
     s.update_refresh_state(&v2, ConnectionStatus::ReauthRequired, &bookkeeping).await.unwrap();
     let read = s.get_connection(&t).await.unwrap().unwrap();
@@ -206,14 +210,21 @@ async fn the_lease_is_exclusive_and_keeps_its_presented_mark(s: &dyn TokenStore,
     assert_eq!(s.acquire_lease(&t, "b", now, until).await.unwrap(), LeaseAcquire::Held, "{label}");
     let mark = PresentedMark { connection_id: "cid".into(), version: 1 };
     assert!(is_conflict(s.mark_presented(&t, "b", &mark, now).await), "{label}: not the owner");
-    assert!(is_conflict(s.mark_presented(&t, "a", &mark, until + Duration::seconds(1)).await), "{label}: too little left");
+    assert!(
+        is_conflict(s.mark_presented(&t, "a", &mark, until + Duration::seconds(1)).await),
+        "{label}: too little left"
+    );
     s.mark_presented(&t, "a", &mark, now + Duration::seconds(20)).await.unwrap();
     // The holder dies: after the lease runs out, the next holder sees the mark.
     let later = until + Duration::seconds(1);
     let next = s.acquire_lease(&t, "b", later, later + Duration::seconds(45)).await.unwrap();
     assert_eq!(next, LeaseAcquire::Acquired { presented: Some(mark) }, "{label}");
     s.release_lease(&t, "a").await.unwrap();
-    assert_eq!(s.acquire_lease(&t, "c", later, later).await.unwrap(), LeaseAcquire::Held, "{label}: a stranger's release frees nothing");
+    assert_eq!(
+        s.acquire_lease(&t, "c", later, later).await.unwrap(),
+        LeaseAcquire::Held,
+        "{label}: a stranger's release frees nothing"
+    );
     s.release_lease(&t, "b").await.unwrap();
     let free = s.acquire_lease(&t, "c", later, later + Duration::seconds(45)).await.unwrap();
     assert_eq!(free, LeaseAcquire::Acquired { presented: None }, "{label}: release clears the mark");
@@ -249,11 +260,19 @@ async fn idempotency_keys_are_claimed_once_per_body(s: &dyn IdempotencyStore, la
     // A holder presumed dead is taken over, by the same body only.
     let after_hold = hold + Duration::seconds(1);
     assert_eq!(s.claim(&other_body, after_hold, after_hold, expires).await.unwrap(), Claim::Mismatch, "{label}");
-    assert_eq!(s.claim(&key, after_hold, after_hold + Duration::seconds(60), expires).await.unwrap(), Claim::Claimed, "{label}");
+    assert_eq!(
+        s.claim(&key, after_hold, after_hold + Duration::seconds(60), expires).await.unwrap(),
+        Claim::Claimed,
+        "{label}"
+    );
     s.complete(&key, 201, r#"{"envelopeId":"e"}"#).await.unwrap();
     let done = Claim::Completed { status: 201, body: r#"{"envelopeId":"e"}"#.into() };
     assert_eq!(s.claim(&key, after_hold, hold, expires).await.unwrap(), done, "{label}");
-    assert_eq!(s.claim(&key, expires - Duration::seconds(1), hold, expires).await.unwrap(), done, "{label}: for 24 hours");
+    assert_eq!(
+        s.claim(&key, expires - Duration::seconds(1), hold, expires).await.unwrap(),
+        done,
+        "{label}: for 24 hours"
+    );
 
     // An abandoned key is free again at once.
     let fresh = IdempotencyKey { key_hash: "k2".into(), ..key.clone() };

@@ -96,21 +96,13 @@ impl<'a> Reader<'a> {
         self.opt_s(attr).ok_or_else(|| self.corrupt(attr))
     }
     pub(crate) fn n(&self, attr: &str) -> Result<u64, StoreError> {
-        self.item
-            .get(attr)
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| self.corrupt(attr))
+        self.item.get(attr).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).ok_or_else(|| self.corrupt(attr))
     }
     pub(crate) fn opt_n(&self, attr: &str) -> Option<u64> {
         self.item.get(attr).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
     }
     pub(crate) fn b(&self, attr: &str) -> Result<Vec<u8>, StoreError> {
-        self.item
-            .get(attr)
-            .and_then(|v| v.as_b().ok())
-            .map(|b| b.as_ref().to_vec())
-            .ok_or_else(|| self.corrupt(attr))
+        self.item.get(attr).and_then(|v| v.as_b().ok()).map(|b| b.as_ref().to_vec()).ok_or_else(|| self.corrupt(attr))
     }
     pub(crate) fn t(&self, attr: &str) -> Result<DateTime<Utc>, StoreError> {
         self.opt_t(attr).ok_or_else(|| self.corrupt(attr))
@@ -298,11 +290,7 @@ impl DynamoStore {
     }
 
     pub(crate) fn put(&self, item: Item) -> Put {
-        Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .build()
-            .expect("table name and item are set")
+        Put::builder().table_name(&self.table).set_item(Some(item)).build().expect("table name and item are set")
     }
 
     async fn delete_item(&self, tenant: &str, sort: &str) -> Result<(), StoreError> {
@@ -439,7 +427,11 @@ impl TokenStore for DynamoStore {
         Ok(())
     }
 
-    async fn get_proposal(&self, tenant: &str, confirmation_hash: &str) -> Result<Option<ProposedConnection>, StoreError> {
+    async fn get_proposal(
+        &self,
+        tenant: &str,
+        confirmation_hash: &str,
+    ) -> Result<Option<ProposedConnection>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -449,13 +441,15 @@ impl TokenStore for DynamoStore {
             .send()
             .await
             .map_err(backend)?;
-        out.item
-            .filter(|i| !i.is_empty())
-            .map(|item| proposal_from_item(tenant, confirmation_hash, &item))
-            .transpose()
+        out.item.filter(|i| !i.is_empty()).map(|item| proposal_from_item(tenant, confirmation_hash, &item)).transpose()
     }
 
-    async fn promote_proposal(&self, proposal: &ProposedConnection, connection: &Connection, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn promote_proposal(
+        &self,
+        proposal: &ProposedConnection,
+        connection: &Connection,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let used = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(key(&proposal.tenant, &proposal_sort_key(&proposal.confirmation_hash))))
@@ -505,7 +499,13 @@ impl TokenStore for DynamoStore {
         self.delete_item(tenant, LEASE_KEY).await
     }
 
-    async fn acquire_lease(&self, tenant: &str, owner: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<LeaseAcquire, StoreError> {
+    async fn acquire_lease(
+        &self,
+        tenant: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<LeaseAcquire, StoreError> {
         let result = self
             .client
             .update_item()
@@ -536,7 +536,13 @@ impl TokenStore for DynamoStore {
         }
     }
 
-    async fn mark_presented(&self, tenant: &str, owner: &str, mark: &PresentedMark, must_hold_until: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn mark_presented(
+        &self,
+        tenant: &str,
+        owner: &str,
+        mark: &PresentedMark,
+        must_hold_until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let result = self
             .client
             .update_item()
@@ -588,7 +594,12 @@ impl TokenStore for DynamoStore {
         Ok(())
     }
 
-    async fn update_refresh_state(&self, previous: &Connection, status: ConnectionStatus, bookkeeping: &RefreshBookkeeping) -> Result<(), StoreError> {
+    async fn update_refresh_state(
+        &self,
+        previous: &Connection,
+        status: ConnectionStatus,
+        bookkeeping: &RefreshBookkeeping,
+    ) -> Result<(), StoreError> {
         let mut next = previous.clone();
         next.status = status;
         next.refresh = bookkeeping.clone();
@@ -661,7 +672,9 @@ impl DynamoStore {
 
     /// The transaction was cancelled by a condition (fence), or failed otherwise.
     fn transaction_error(
-        e: aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError>,
+        e: aws_sdk_dynamodb::error::SdkError<
+            aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        >,
     ) -> StoreError {
         let fenced = e.as_service_error().is_some_and(|s| match s {
             aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => c
@@ -677,7 +690,6 @@ impl DynamoStore {
         }
     }
 }
-
 
 // ---- idempotency records -----------------------------------------------------------
 

@@ -139,11 +139,20 @@ impl TokenStore for MemoryStore {
         Ok(())
     }
 
-    async fn get_proposal(&self, tenant: &str, confirmation_hash: &str) -> Result<Option<ProposedConnection>, StoreError> {
+    async fn get_proposal(
+        &self,
+        tenant: &str,
+        confirmation_hash: &str,
+    ) -> Result<Option<ProposedConnection>, StoreError> {
         Ok(self.lock().proposals.get(&(tenant.to_owned(), confirmation_hash.to_owned())).cloned())
     }
 
-    async fn promote_proposal(&self, proposal: &ProposedConnection, connection: &Connection, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn promote_proposal(
+        &self,
+        proposal: &ProposedConnection,
+        connection: &Connection,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let key = (proposal.tenant.clone(), proposal.confirmation_hash.clone());
         let usable = inner.proposals.get(&key).is_some_and(|p| p.admin == proposal.admin && p.expires_at > now)
@@ -167,7 +176,13 @@ impl TokenStore for MemoryStore {
         Ok(())
     }
 
-    async fn acquire_lease(&self, tenant: &str, owner: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<LeaseAcquire, StoreError> {
+    async fn acquire_lease(
+        &self,
+        tenant: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<LeaseAcquire, StoreError> {
         let mut inner = self.lock();
         let lease = inner.leases.entry(tenant.to_owned()).or_default();
         let free = lease.owner.is_none() || lease.until.is_some_and(|u| u < now);
@@ -179,10 +194,18 @@ impl TokenStore for MemoryStore {
         Ok(LeaseAcquire::Acquired { presented: lease.presented.clone() })
     }
 
-    async fn mark_presented(&self, tenant: &str, owner: &str, mark: &PresentedMark, must_hold_until: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn mark_presented(
+        &self,
+        tenant: &str,
+        owner: &str,
+        mark: &PresentedMark,
+        must_hold_until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         match inner.leases.get_mut(tenant) {
-            Some(lease) if lease.owner.as_deref() == Some(owner) && lease.until.is_some_and(|u| u > must_hold_until) => {
+            Some(lease)
+                if lease.owner.as_deref() == Some(owner) && lease.until.is_some_and(|u| u > must_hold_until) =>
+            {
                 lease.presented = Some(mark.clone());
                 Ok(())
             }
@@ -211,7 +234,12 @@ impl TokenStore for MemoryStore {
         Ok(())
     }
 
-    async fn update_refresh_state(&self, previous: &Connection, status: ConnectionStatus, bookkeeping: &RefreshBookkeeping) -> Result<(), StoreError> {
+    async fn update_refresh_state(
+        &self,
+        previous: &Connection,
+        status: ConnectionStatus,
+        bookkeeping: &RefreshBookkeeping,
+    ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         if !fenced(inner.refresh.get(&previous.tenant), previous) {
             return Err(StoreError::Conflict);
@@ -228,7 +256,9 @@ impl TokenStore for MemoryStore {
         let mut due: Vec<String> = inner
             .refresh
             .values()
-            .filter(|r| r.status == ConnectionStatus::Active && r.access_token_expires_at.timestamp() <= cutoff.timestamp())
+            .filter(|r| {
+                r.status == ConnectionStatus::Active && r.access_token_expires_at.timestamp() <= cutoff.timestamp()
+            })
             .map(|r| r.tenant.clone())
             .collect();
         due.sort();
@@ -238,7 +268,13 @@ impl TokenStore for MemoryStore {
 
 #[async_trait]
 impl IdempotencyStore for MemoryStore {
-    async fn claim(&self, key: &IdempotencyKey, now: DateTime<Utc>, holder_until: DateTime<Utc>, expires: DateTime<Utc>) -> Result<Claim, StoreError> {
+    async fn claim(
+        &self,
+        key: &IdempotencyKey,
+        now: DateTime<Utc>,
+        holder_until: DateTime<Utc>,
+        expires: DateTime<Utc>,
+    ) -> Result<Claim, StoreError> {
         let mut inner = self.lock();
         let id = (key.tenant.clone(), key.key_hash.clone());
         let takeable = match inner.idempotency.get(&id) {
@@ -249,7 +285,8 @@ impl IdempotencyStore for MemoryStore {
             }
         };
         if takeable {
-            let record = Idem { fingerprint: key.fingerprint.clone(), done: None, holder_until: Some(holder_until), expires };
+            let record =
+                Idem { fingerprint: key.fingerprint.clone(), done: None, holder_until: Some(holder_until), expires };
             inner.idempotency.insert(id, record);
             return Ok(Claim::Claimed);
         }

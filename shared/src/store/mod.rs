@@ -5,8 +5,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::error::BoxError;
 use crate::config::DocuSignEnvironment;
+use crate::error::BoxError;
 
 pub mod contract;
 #[cfg(feature = "aws")]
@@ -186,26 +186,44 @@ pub trait TokenStore: Send + Sync {
     /// exists (`Conflict` after a disconnect removed it).
     async fn put_proposal(&self, proposal: &ProposedConnection) -> Result<(), StoreError>;
     /// The proposal with this confirmation hash, if any (consistent read).
-    async fn get_proposal(&self, tenant: &str, confirmation_hash: &str) -> Result<Option<ProposedConnection>, StoreError>;
+    async fn get_proposal(
+        &self,
+        tenant: &str,
+        confirmation_hash: &str,
+    ) -> Result<Option<ProposedConnection>, StoreError>;
     /// In one transaction: removes the proposal (so it is used once) and
     /// writes `connection`, replacing any previous one, only if the proposal
     /// and its pending consent both still exist and the proposal is still
     /// `admin`'s and unexpired at `now`. `Conflict` otherwise.
-    async fn promote_proposal(&self, proposal: &ProposedConnection, connection: &Connection, now: DateTime<Utc>)
-        -> Result<(), StoreError>;
+    async fn promote_proposal(
+        &self,
+        proposal: &ProposedConnection,
+        connection: &Connection,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// Removes every pending and proposed consent, then both records, then
     /// any lease. Idempotent. Consents go first: a confirmation that lands
     /// before them is undone by the records' deletion, one after them fails.
     async fn delete_connection(&self, tenant: &str) -> Result<(), StoreError>;
 
     /// Takes the tenant's refresh lease if it is free or expired at `now`.
-    async fn acquire_lease(&self, tenant: &str, owner: &str, now: DateTime<Utc>, until: DateTime<Utc>)
-        -> Result<LeaseAcquire, StoreError>;
+    async fn acquire_lease(
+        &self,
+        tenant: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<LeaseAcquire, StoreError>;
     /// Records, while still holding the lease with at least `must_hold_until`
     /// left, that the refresh token `mark` names is about to be presented.
     /// `Conflict` when the lease is no longer ours.
-    async fn mark_presented(&self, tenant: &str, owner: &str, mark: &PresentedMark, must_hold_until: DateTime<Utc>)
-        -> Result<(), StoreError>;
+    async fn mark_presented(
+        &self,
+        tenant: &str,
+        owner: &str,
+        mark: &PresentedMark,
+        must_hold_until: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// Frees the lease (and its presented mark) if it is still ours.
     async fn release_lease(&self, tenant: &str, owner: &str) -> Result<(), StoreError>;
     /// Replaces both records with `next`, only if the stored connection is
@@ -214,8 +232,12 @@ pub trait TokenStore: Send + Sync {
     /// Updates status and bookkeeping of the refresh record only, fenced
     /// like [`TokenStore::write_fenced`]; a `reauth_required` connection
     /// leaves the due index.
-    async fn update_refresh_state(&self, previous: &Connection, status: ConnectionStatus, bookkeeping: &RefreshBookkeeping)
-        -> Result<(), StoreError>;
+    async fn update_refresh_state(
+        &self,
+        previous: &Connection,
+        status: ConnectionStatus,
+        bookkeeping: &RefreshBookkeeping,
+    ) -> Result<(), StoreError>;
     /// Tenants whose active connection's access token expires at or before
     /// `cutoff`, through the due index (never a scan).
     async fn due_tenants(&self, cutoff: DateTime<Utc>) -> Result<Vec<String>, StoreError>;

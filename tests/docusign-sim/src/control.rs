@@ -33,11 +33,9 @@ pub(crate) fn router() -> Router<Shared> {
 fn with_json<T: DeserializeOwned>(body: &[u8], f: impl FnOnce(T) -> Response) -> Response {
     match serde_json::from_slice(body) {
         Ok(value) => f(value),
-        Err(e) => (
-            StatusCode::BAD_REQUEST,
-            Json(json!({ "error": format!("invalid request body: {e}") })),
-        )
-            .into_response(),
+        Err(e) => {
+            (StatusCode::BAD_REQUEST, Json(json!({ "error": format!("invalid request body: {e}") }))).into_response()
+        }
     }
 }
 

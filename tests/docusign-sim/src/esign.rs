@@ -34,43 +34,29 @@ pub(crate) async fn create_envelope(
         st.last_envelope_body = Some(body.to_vec());
     }
     let (shared2, account2) = (shared.clone(), account_id.clone());
-    let mut response = with_faults(&shared, Endpoint::Envelopes, move || {
-        match create(&shared2, &account2, &headers, &body) {
+    let mut response =
+        with_faults(&shared, Endpoint::Envelopes, move || match create(&shared2, &account2, &headers, &body) {
             Ok(response) => response,
             Err(error) => api_error(error),
-        }
-    })
-    .await;
+        })
+        .await;
     add_rate_limit_headers(&shared, &account_id, &mut response);
     response
 }
 
 fn api_error(error: ApiError) -> Response {
-    (
-        error.status,
-        Json(json!({ "errorCode": error.error_code, "message": error.message })),
-    )
-        .into_response()
+    (error.status, Json(json!({ "errorCode": error.error_code, "message": error.message }))).into_response()
 }
 
-fn create(
-    shared: &Shared,
-    account_id: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Response, ApiError> {
+fn create(shared: &Shared, account_id: &str, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
     let mut st = state::lock(shared);
-    let user_sub = util::bearer_token(headers)
-        .and_then(|token| st.access_token_user(&token))
-        .ok_or_else(|| ApiError {
+    let user_sub =
+        util::bearer_token(headers).and_then(|token| st.access_token_user(&token)).ok_or_else(|| ApiError {
             status: StatusCode::UNAUTHORIZED,
             error_code: "USER_AUTHENTICATION_FAILED",
-            message: "One or both of Username and Password are invalid. Invalid access token"
-                .to_string(),
+            message: "One or both of Username and Password are invalid. Invalid access token".to_string(),
         })?;
-    let member = st
-        .user(&user_sub)
-        .is_some_and(|u| u.accounts.iter().any(|a| a.account_id == account_id));
+    let member = st.user(&user_sub).is_some_and(|u| u.accounts.iter().any(|a| a.account_id == account_id));
     if !member {
         return Err(ApiError {
             status: StatusCode::BAD_REQUEST,
@@ -81,15 +67,8 @@ fn create(
     let definition = validate::parse_envelope_definition(body)?;
 
     let envelope_id = util::random_uuid();
-    let status = definition
-        .get("status")
-        .and_then(|s| s.as_str())
-        .unwrap_or("created")
-        .to_string();
-    let idempotency_header = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let status = definition.get("status").and_then(|s| s.as_str()).unwrap_or("created").to_string();
+    let idempotency_header = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string);
     let now = st.now();
     st.envelopes.push(ReceivedEnvelope {
         account_id: account_id.to_string(),

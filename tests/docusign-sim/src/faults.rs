@@ -32,8 +32,7 @@ where
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 handler()
             });
-            task.await
-                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+            task.await.unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
         }
         Some(fault) => fault_response(endpoint, fault),
     }
@@ -49,9 +48,7 @@ pub(crate) fn fault_response(endpoint: Endpoint, fault: Fault) -> Response {
                 None => default_body(endpoint, status),
             };
             if let Some(secs) = retry_after {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
             response
         }
@@ -86,10 +83,7 @@ fn default_body(endpoint: Endpoint, status: StatusCode) -> Response {
     let code = status.as_u16();
     let body = match endpoint {
         Endpoint::Auth => {
-            return pages::error_page(
-                status,
-                "The service is temporarily unavailable. Please try again later.",
-            )
+            return pages::error_page(status, "The service is temporarily unavailable. Please try again later.")
         }
         Endpoint::Token | Endpoint::UserInfo => match code {
             400 if endpoint == Endpoint::Token => json!({
@@ -148,9 +142,6 @@ impl http_body::Body for AbortBody {
         self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, io::Error>>> {
-        Poll::Ready(Some(Err(io::Error::new(
-            io::ErrorKind::ConnectionAborted,
-            "simulated connection drop",
-        ))))
+        Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::ConnectionAborted, "simulated connection drop"))))
     }
 }

@@ -27,9 +27,7 @@ use axum::Router;
 use tokio::sync::oneshot;
 
 use crate::state::{Shared, State};
-pub use crate::types::{
-    ConsentDecision, Endpoint, Fault, ReceivedEnvelope, SimAccount, SimConfig, SimUser, Stats,
-};
+pub use crate::types::{ConsentDecision, Endpoint, Fault, ReceivedEnvelope, SimAccount, SimConfig, SimUser, Stats};
 
 /// A running simulator. Dropping it shuts the server down.
 pub struct Simulator {
@@ -49,8 +47,7 @@ impl Simulator {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let base_url = format!("http://{local}");
-        let shared: Shared =
-            std::sync::Arc::new(std::sync::Mutex::new(State::new(config, base_url.clone())));
+        let shared: Shared = std::sync::Arc::new(std::sync::Mutex::new(State::new(config, base_url.clone())));
         let app = router(shared.clone());
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -61,11 +58,7 @@ impl Simulator {
                 tracing::error!(error = %e, "docusign-sim server stopped");
             }
         });
-        Ok(Simulator {
-            shared,
-            base_url,
-            shutdown: Some(tx),
-        })
+        Ok(Simulator { shared, base_url, shutdown: Some(tx) })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -207,11 +200,7 @@ async fn log_request(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let response = next.run(request).await;
-    if response
-        .extensions()
-        .get::<faults::ConnectionDropped>()
-        .is_some()
-    {
+    if response.extensions().get::<faults::ConnectionDropped>().is_some() {
         tracing::info!(target: "docusign_sim", "{method} {path} -> connection dropped (fault)");
     } else {
         tracing::info!(target: "docusign_sim", "{method} {path} -> {}", response.status().as_u16());

@@ -14,8 +14,7 @@ use std::process::ExitCode;
 
 use docusign_sim::{SimConfig, Simulator};
 
-const USAGE: &str =
-    "usage: docusign-sim [--addr 127.0.0.1:PORT] --client-id ID --client-secret SECRET \
+const USAGE: &str = "usage: docusign-sim [--addr 127.0.0.1:PORT] --client-id ID --client-secret SECRET \
 --redirect-uri URI [--redirect-uri URI2 ...] [--interactive]
 
   --addr           address to listen on (default 127.0.0.1:0, a free port)
@@ -60,12 +59,8 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, ArgError> 
             Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
             _ => (arg.clone(), None),
         };
-        let mut value = |name: &str| {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| ArgError::MissingValue(name.to_string()))
-        };
+        let mut value =
+            |name: &str| inline.clone().or_else(|| args.next()).ok_or_else(|| ArgError::MissingValue(name.to_string()));
         match name.as_str() {
             "--addr" => addr = value("--addr")?,
             "--client-id" => client_id = Some(value("--client-id")?),
@@ -78,12 +73,10 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, ArgError> 
     }
 
     let addr: SocketAddr = addr.parse().map_err(|_| ArgError::BadAddr(addr))?;
-    let client_id = client_id
-        .or_else(|| non_empty_env("DOCUSIGN_INTEGRATION_KEY"))
-        .ok_or(ArgError::Required("--client-id"))?;
-    let client_secret = client_secret
-        .or_else(|| non_empty_env("DOCUSIGN_SECRET_KEY"))
-        .ok_or(ArgError::Required("--client-secret"))?;
+    let client_id =
+        client_id.or_else(|| non_empty_env("DOCUSIGN_INTEGRATION_KEY")).ok_or(ArgError::Required("--client-id"))?;
+    let client_secret =
+        client_secret.or_else(|| non_empty_env("DOCUSIGN_SECRET_KEY")).ok_or(ArgError::Required("--client-secret"))?;
     if redirect_uris.is_empty() {
         redirect_uris.extend(non_empty_env("DOCUSIGN_REDIRECT_URI"));
     }
@@ -111,11 +104,7 @@ async fn main() -> ExitCode {
 
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_target(false).init();
 
     let sim = match Simulator::start_on(args.config, args.addr).await {
         Ok(sim) => sim,
@@ -164,13 +153,7 @@ mod tests {
 
     #[test]
     fn rejects_unknown_and_missing() {
-        assert!(matches!(
-            parse_args(strings(&["--bogus"])),
-            Err(ArgError::Unknown(_))
-        ));
-        assert!(matches!(
-            parse_args(strings(&["--addr"])),
-            Err(ArgError::MissingValue(_))
-        ));
+        assert!(matches!(parse_args(strings(&["--bogus"])), Err(ArgError::Unknown(_))));
+        assert!(matches!(parse_args(strings(&["--addr"])), Err(ArgError::MissingValue(_))));
     }
 }

@@ -25,14 +25,9 @@ pub(crate) async fn auth(AxState(shared): AxState<Shared>, RawQuery(query): RawQ
             return pages::error_page(StatusCode::BAD_REQUEST, "The request is malformed.");
         };
         // Test-only per-request overrides.
-        let forced = match (
-            form_get(&params, "sim_decision"),
-            form_get(&params, "sim_user"),
-        ) {
+        let forced = match (form_get(&params, "sim_decision"), form_get(&params, "sim_user")) {
             (Some("decline"), _) => Some(ConsentDecision::Decline),
-            (_, Some(sub)) => Some(ConsentDecision::Approve {
-                user_sub: sub.to_string(),
-            }),
+            (_, Some(sub)) => Some(ConsentDecision::Approve { user_sub: sub.to_string() }),
             (Some("approve"), None) => Some(first_user_approval(&state::lock(&shared2))),
             _ => None,
         };
@@ -49,9 +44,7 @@ pub(crate) async fn auth_decision(AxState(shared): AxState<Shared>, body: Bytes)
     };
     let decision = match form_get(&params, "decision") {
         Some("accept") => match form_get(&params, "user") {
-            Some(sub) => ConsentDecision::Approve {
-                user_sub: sub.to_string(),
-            },
+            Some(sub) => ConsentDecision::Approve { user_sub: sub.to_string() },
             None => first_user_approval(&state::lock(&shared)),
         },
         Some("cancel") => ConsentDecision::Decline,
@@ -62,29 +55,20 @@ pub(crate) async fn auth_decision(AxState(shared): AxState<Shared>, body: Bytes)
 
 fn first_user_approval(st: &State) -> ConsentDecision {
     match st.users.first() {
-        Some(u) => ConsentDecision::Approve {
-            user_sub: u.sub.clone(),
-        },
+        Some(u) => ConsentDecision::Approve { user_sub: u.sub.clone() },
         None => ConsentDecision::Decline,
     }
 }
 
 /// Validates an authorization request and answers it: an error page, the
 /// consent page (interactive, no decision given) or a redirect.
-fn authorize(
-    shared: &Shared,
-    params: &[(String, String)],
-    forced: Option<ConsentDecision>,
-) -> Response {
+fn authorize(shared: &Shared, params: &[(String, String)], forced: Option<ConsentDecision>) -> Response {
     let mut st = state::lock(shared);
     let get = |name: &str| form_get(params, name);
 
     // Never redirect to an unverified redirect URI.
     if get("client_id") != Some(st.config.client_id.as_str()) {
-        return pages::error_page(
-            StatusCode::BAD_REQUEST,
-            "The client id provided is not registered with DocuSign.",
-        );
+        return pages::error_page(StatusCode::BAD_REQUEST, "The client id provided is not registered with DocuSign.");
     }
     let redirect_uri = match get("redirect_uri") {
         Some(uri) if st.config.redirect_uris.iter().any(|r| r == uri) => uri,
@@ -96,25 +80,15 @@ fn authorize(
         }
     };
     let Ok(target) = Url::parse(redirect_uri) else {
-        return pages::error_page(
-            StatusCode::BAD_REQUEST,
-            "The redirect URI is not a valid URL.",
-        );
+        return pages::error_page(StatusCode::BAD_REQUEST, "The redirect URI is not a valid URL.");
     };
     let state_param = get("state");
     let redirect_error = |error: &str, message: &str| {
-        redirect_to(
-            target.clone(),
-            &[("error", error), ("error_message", message)],
-            state_param,
-        )
+        redirect_to(target.clone(), &[("error", error), ("error_message", message)], state_param)
     };
 
     if get("response_type") != Some("code") {
-        return redirect_error(
-            "unsupported_response_type",
-            "The response_type must be code.",
-        );
+        return redirect_error("unsupported_response_type", "The response_type must be code.");
     }
     let scope = get("scope").map(str::trim).unwrap_or_default();
     if scope.is_empty() {
@@ -124,15 +98,9 @@ fn authorize(
     let method = get("code_challenge_method");
     match (code_challenge, method) {
         (Some(challenge), Some("S256")) if util::valid_pkce_challenge(challenge) => {}
-        (Some(_), Some("S256")) => {
-            return redirect_error("invalid_request", "The code_challenge is malformed.")
-        }
-        (Some(_), _) => {
-            return redirect_error("invalid_request", "The code_challenge_method must be S256.")
-        }
-        (None, Some(_)) => {
-            return redirect_error("invalid_request", "The code_challenge is missing.")
-        }
+        (Some(_), Some("S256")) => return redirect_error("invalid_request", "The code_challenge is malformed."),
+        (Some(_), _) => return redirect_error("invalid_request", "The code_challenge_method must be S256."),
+        (None, Some(_)) => return redirect_error("invalid_request", "The code_challenge is missing."),
         (None, None) => {}
     }
 
@@ -160,17 +128,9 @@ fn authorize(
         ConsentDecision::Decline => redirect_error("access_denied", DECLINE_MESSAGE),
         ConsentDecision::Approve { user_sub } => {
             if st.user(&user_sub).is_none() {
-                return pages::error_page(
-                    StatusCode::BAD_REQUEST,
-                    "The simulated user does not exist.",
-                );
+                return pages::error_page(StatusCode::BAD_REQUEST, "The simulated user does not exist.");
             }
-            let code = st.issue_code(
-                redirect_uri,
-                code_challenge.map(str::to_string),
-                &user_sub,
-                scope,
-            );
+            let code = st.issue_code(redirect_uri, code_challenge.map(str::to_string), &user_sub, scope);
             redirect_to(target.clone(), &[("code", &code)], state_param)
         }
     }
@@ -178,10 +138,7 @@ fn authorize(
 
 /// `302` to `target` with `pairs` (and `state`, echoed exactly) appended to its query.
 fn redirect_to(mut target: Url, pairs: &[(&str, &str)], state: Option<&str>) -> Response {
-    let mut extra: Vec<String> = pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={}", util::percent_encode(v)))
-        .collect();
+    let mut extra: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={}", util::percent_encode(v))).collect();
     if let Some(state) = state {
         extra.push(format!("state={}", util::percent_encode(state)));
     }
@@ -190,23 +147,12 @@ fn redirect_to(mut target: Url, pairs: &[(&str, &str)], state: Option<&str>) -> 
         _ => extra.join("&"),
     };
     target.set_query(Some(&query));
-    (
-        StatusCode::FOUND,
-        [
-            (header::LOCATION, target.as_str()),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-    )
-        .into_response()
+    (StatusCode::FOUND, [(header::LOCATION, target.as_str()), (header::CACHE_CONTROL, "no-store")]).into_response()
 }
 
 // ----- POST /oauth/token -------------------------------------------------
 
-pub(crate) async fn token(
-    AxState(shared): AxState<Shared>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub(crate) async fn token(AxState(shared): AxState<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let form = util::parse_form(&body);
     {
         let mut st = state::lock(&shared);
@@ -216,26 +162,15 @@ pub(crate) async fn token(
         }
     }
     let shared2 = shared.clone();
-    with_faults(&shared, Endpoint::Token, move || {
-        token_response(&shared2, &headers, form)
-    })
-    .await
+    with_faults(&shared, Endpoint::Token, move || token_response(&shared2, &headers, form)).await
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    (
-        status,
-        [(header::CACHE_CONTROL, "no-store")],
-        Json(json!({ "error": error, "error_description": description })),
-    )
+    (status, [(header::CACHE_CONTROL, "no-store")], Json(json!({ "error": error, "error_description": description })))
         .into_response()
 }
 
-fn token_response(
-    shared: &Shared,
-    headers: &HeaderMap,
-    form: Option<Vec<(String, String)>>,
-) -> Response {
+fn token_response(shared: &Shared, headers: &HeaderMap, form: Option<Vec<(String, String)>>) -> Response {
     let mut st = state::lock(shared);
     let client_id = st.config.client_id.clone();
     let authenticated = util::basic_credentials(headers)
@@ -250,20 +185,13 @@ fn token_response(
             "invalid_client",
             "Client authentication failed: the Authorization header must be Basic base64(integration_key:secret_key).",
         );
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Basic"),
-        );
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic"));
         return response;
     }
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.trim()
-                .to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        });
+        .is_some_and(|ct| ct.trim().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
     let Some(form) = form.filter(|_| is_form) else {
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -273,12 +201,9 @@ fn token_response(
     };
     let get = |name: &str| form_get(&form, name);
     let result = match get("grant_type") {
-        Some("authorization_code") => st.exchange_code(
-            &client_id,
-            get("code"),
-            get("redirect_uri"),
-            get("code_verifier"),
-        ),
+        Some("authorization_code") => {
+            st.exchange_code(&client_id, get("code"), get("redirect_uri"), get("code_verifier"))
+        }
         Some("refresh_token") => st.refresh(&client_id, get("refresh_token")),
         Some(_) => {
             return (
@@ -288,13 +213,7 @@ fn token_response(
             )
                 .into_response()
         }
-        None => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "The grant_type is missing.",
-            )
-        }
+        None => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "The grant_type is missing."),
     };
     match result {
         Ok(tokens) => token_success(&st, tokens),
@@ -320,15 +239,7 @@ fn token_success(st: &State, tokens: IssuedTokens) -> Response {
         "expires_in": expires_in,
         "scope": tokens.scopes,
     });
-    (
-        StatusCode::OK,
-        [
-            (header::CACHE_CONTROL, "no-store"),
-            (header::PRAGMA, "no-cache"),
-        ],
-        Json(body),
-    )
-        .into_response()
+    (StatusCode::OK, [(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")], Json(body)).into_response()
 }
 
 // ----- GET /oauth/userinfo -----------------------------------------------
@@ -336,10 +247,7 @@ fn token_success(st: &State, tokens: IssuedTokens) -> Response {
 pub(crate) async fn userinfo(AxState(shared): AxState<Shared>, headers: HeaderMap) -> Response {
     state::lock(&shared).stats.userinfo_calls += 1;
     let shared2 = shared.clone();
-    with_faults(&shared, Endpoint::UserInfo, move || {
-        userinfo_response(&shared2, &headers)
-    })
-    .await
+    with_faults(&shared, Endpoint::UserInfo, move || userinfo_response(&shared2, &headers)).await
 }
 
 fn userinfo_response(shared: &Shared, headers: &HeaderMap) -> Response {
@@ -354,19 +262,13 @@ fn userinfo_response(shared: &Shared, headers: &HeaderMap) -> Response {
             "The access token provided is expired, revoked or malformed.",
         );
     };
-    let (given_name, family_name) = user
-        .name
-        .split_once(' ')
-        .unwrap_or((user.name.as_str(), ""));
+    let (given_name, family_name) = user.name.split_once(' ').unwrap_or((user.name.as_str(), ""));
     let accounts: Vec<Value> = user
         .accounts
         .iter()
         .map(|a| {
-            let is_default = if st.is_default_as_string {
-                Value::from(a.is_default.to_string())
-            } else {
-                Value::from(a.is_default)
-            };
+            let is_default =
+                if st.is_default_as_string { Value::from(a.is_default.to_string()) } else { Value::from(a.is_default) };
             json!({
                 "account_id": a.account_id,
                 "is_default": is_default,

@@ -23,23 +23,14 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
          <body><header>DocuSign (simulator)</header><main>{body}</main></body></html>\n",
         title = html_escape(title),
     );
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        html,
-    )
+    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], html)
         .into_response()
 }
 
 /// An error page shown instead of redirecting (e.g. unknown redirect URI).
 pub(crate) fn error_page(status: StatusCode, message: &str) -> Response {
-    let body = format!(
-        "<h1 class=\"error\">Something went wrong</h1><p id=\"error-message\">{}</p>",
-        html_escape(message)
-    );
+    let body =
+        format!("<h1 class=\"error\">Something went wrong</h1><p id=\"error-message\">{}</p>", html_escape(message));
     page(status, "DocuSign - Error", &body)
 }
 
@@ -55,12 +46,8 @@ pub(crate) struct ConsentRequest<'a> {
 
 fn scope_description(scope: &str) -> String {
     match scope {
-        "signature" => {
-            "Create and send envelopes, and obtain links for starting signing sessions".into()
-        }
-        "extended" => {
-            "Keep access to your account without signing in again (extended refresh)".into()
-        }
+        "signature" => "Create and send envelopes, and obtain links for starting signing sessions".into(),
+        "extended" => "Keep access to your account without signing in again (extended refresh)".into(),
         "impersonation" => "Act on your behalf at any time".into(),
         "openid" => "Know who you are (OpenID Connect)".into(),
         other => format!("Scope \u{201c}{other}\u{201d}"),
@@ -68,38 +55,20 @@ fn scope_description(scope: &str) -> String {
 }
 
 /// The DocuSign-like consent page (interactive mode).
-pub(crate) fn consent_page(
-    req: &ConsentRequest<'_>,
-    users: &[SimUser],
-    preselect: Option<&str>,
-) -> Response {
+pub(crate) fn consent_page(req: &ConsentRequest<'_>, users: &[SimUser], preselect: Option<&str>) -> Response {
     let hidden = |name: &str, value: Option<&str>| match value {
-        Some(v) => format!(
-            "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
-            name,
-            html_escape(v)
-        ),
+        Some(v) => format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", name, html_escape(v)),
         None => String::new(),
     };
     let scopes: String = req
         .scope
         .split_whitespace()
-        .map(|s| {
-            format!(
-                "<li data-scope=\"{}\">{}</li>",
-                html_escape(s),
-                html_escape(&scope_description(s))
-            )
-        })
+        .map(|s| format!("<li data-scope=\"{}\">{}</li>", html_escape(s), html_escape(&scope_description(s))))
         .collect();
     let options: String = users
         .iter()
         .map(|u| {
-            let selected = if Some(u.sub.as_str()) == preselect {
-                " selected"
-            } else {
-                ""
-            };
+            let selected = if Some(u.sub.as_str()) == preselect { " selected" } else { "" };
             format!(
                 "<option value=\"{}\"{}>{} &lt;{}&gt;</option>",
                 html_escape(&u.sub),

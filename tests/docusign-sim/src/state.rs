@@ -8,9 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::types::{
-    ConsentDecision, Endpoint, Fault, ReceivedEnvelope, SimAccount, SimConfig, SimUser, Stats,
-};
+use crate::types::{ConsentDecision, Endpoint, Fault, ReceivedEnvelope, SimAccount, SimConfig, SimUser, Stats};
 use crate::util;
 
 /// Authorization codes live this long (DocuSign: about 2 minutes).
@@ -146,9 +144,7 @@ impl State {
             config,
             base_url,
             users: vec![default_user()],
-            consent_decision: ConsentDecision::Approve {
-                user_sub: DEFAULT_USER_SUB.to_string(),
-            },
+            consent_decision: ConsentDecision::Approve { user_sub: DEFAULT_USER_SUB.to_string() },
             clock_offset_secs: 0,
             codes: HashMap::new(),
             access_tokens: HashMap::new(),
@@ -204,10 +200,7 @@ impl State {
         if times == 0 {
             return;
         }
-        self.faults
-            .entry(endpoint)
-            .or_default()
-            .push_back((fault, times));
+        self.faults.entry(endpoint).or_default().push_back((fault, times));
     }
 
     /// The fault the next request to `endpoint` gets, if any.
@@ -257,30 +250,19 @@ impl State {
     ) -> Result<IssuedTokens, GrantError> {
         use GrantError::InvalidGrant;
         let now = self.now();
-        let code = code
-            .filter(|c| !c.is_empty())
-            .ok_or(InvalidGrant("The code is missing."))?;
-        let entry = self
-            .codes
-            .get(code)
-            .ok_or(InvalidGrant("The authorization code is invalid."))?;
+        let code = code.filter(|c| !c.is_empty()).ok_or(InvalidGrant("The code is missing."))?;
+        let entry = self.codes.get(code).ok_or(InvalidGrant("The authorization code is invalid."))?;
         if entry.used {
-            return Err(InvalidGrant(
-                "The authorization code has already been used.",
-            ));
+            return Err(InvalidGrant("The authorization code has already been used."));
         }
         if entry.client_id != client_id {
-            return Err(InvalidGrant(
-                "The authorization code was issued to another client.",
-            ));
+            return Err(InvalidGrant("The authorization code was issued to another client."));
         }
         if now >= entry.expires_at {
             return Err(InvalidGrant("The authorization code has expired."));
         }
         if redirect_uri != Some(entry.redirect_uri.as_str()) {
-            return Err(InvalidGrant(
-                "The redirect_uri does not match the authorization request.",
-            ));
+            return Err(InvalidGrant("The redirect_uri does not match the authorization request."));
         }
         if let Some(challenge) = &entry.code_challenge {
             let verifier = code_verifier.ok_or(InvalidGrant("The code_verifier is missing."))?;
@@ -288,9 +270,7 @@ impl State {
                 return Err(InvalidGrant("The code_verifier is malformed."));
             }
             if util::s256_challenge(verifier) != *challenge {
-                return Err(InvalidGrant(
-                    "The code_verifier does not match the code_challenge.",
-                ));
+                return Err(InvalidGrant("The code_verifier does not match the code_challenge."));
             }
         }
         if self.user(&entry.user_sub).is_none() {
@@ -317,30 +297,17 @@ impl State {
         let access_token = self.issue_access_token(client_id, &user_sub);
         let refresh_token = self.issue_refresh_token(client_id, grant_id, refresh_expiry);
         self.stats.code_grants += 1;
-        Ok(IssuedTokens {
-            access_token,
-            refresh_token,
-            scopes,
-        })
+        Ok(IssuedTokens { access_token, refresh_token, scopes })
     }
 
     // ----- refresh tokens ----------------------------------------------
 
     /// `grant_type=refresh_token`, with strict rotation and reuse detection.
-    pub fn refresh(
-        &mut self,
-        client_id: &str,
-        token: Option<&str>,
-    ) -> Result<IssuedTokens, GrantError> {
+    pub fn refresh(&mut self, client_id: &str, token: Option<&str>) -> Result<IssuedTokens, GrantError> {
         use GrantError::InvalidGrant;
         let now = self.now();
-        let token = token
-            .filter(|t| !t.is_empty())
-            .ok_or(InvalidGrant("The refresh_token is missing."))?;
-        let entry = self
-            .refresh_tokens
-            .get(token)
-            .ok_or(InvalidGrant("The refresh token is invalid."))?;
+        let token = token.filter(|t| !t.is_empty()).ok_or(InvalidGrant("The refresh_token is missing."))?;
+        let entry = self.refresh_tokens.get(token).ok_or(InvalidGrant("The refresh token is invalid."))?;
         let grant_id = entry.grant_id;
         if entry.used {
             // Rotation violation: revoke every refresh token of this consent.
@@ -351,17 +318,12 @@ impl State {
             return Err(InvalidGrant("The refresh token has already been used."));
         }
         if entry.client_id != client_id {
-            return Err(InvalidGrant(
-                "The refresh token was issued to another client.",
-            ));
+            return Err(InvalidGrant("The refresh token was issued to another client."));
         }
         if now >= entry.expires_at {
             return Err(InvalidGrant("The refresh token has expired."));
         }
-        let grant = self
-            .grants
-            .get(&grant_id)
-            .ok_or(InvalidGrant("The refresh token is invalid."))?;
+        let grant = self.grants.get(&grant_id).ok_or(InvalidGrant("The refresh token is invalid."))?;
         if grant.revoked {
             return Err(InvalidGrant("The consent has been revoked."));
         }
@@ -370,22 +332,15 @@ impl State {
         }
         let user_sub = grant.user_sub.clone();
         let scopes = grant.scopes.clone();
-        let new_expiry = if grant.extended() {
-            now + Duration::seconds(REFRESH_TTL_SECS)
-        } else {
-            grant.first_refresh_expiry
-        };
+        let new_expiry =
+            if grant.extended() { now + Duration::seconds(REFRESH_TTL_SECS) } else { grant.first_refresh_expiry };
         if let Some(entry) = self.refresh_tokens.get_mut(token) {
             entry.used = true;
         }
         let access_token = self.issue_access_token(client_id, &user_sub);
         let refresh_token = self.issue_refresh_token(client_id, grant_id, new_expiry);
         self.stats.refresh_grants_ok += 1;
-        Ok(IssuedTokens {
-            access_token,
-            refresh_token,
-            scopes,
-        })
+        Ok(IssuedTokens { access_token, refresh_token, scopes })
     }
 
     fn issue_access_token(&mut self, client_id: &str, user_sub: &str) -> String {
@@ -403,21 +358,11 @@ impl State {
         token
     }
 
-    fn issue_refresh_token(
-        &mut self,
-        client_id: &str,
-        grant_id: u64,
-        expires_at: DateTime<Utc>,
-    ) -> String {
+    fn issue_refresh_token(&mut self, client_id: &str, grant_id: u64, expires_at: DateTime<Utc>) -> String {
         let token = self.new_secret(64);
         self.refresh_tokens.insert(
             token.clone(),
-            RefreshToken {
-                client_id: client_id.to_string(),
-                grant_id,
-                expires_at,
-                used: false,
-            },
+            RefreshToken { client_id: client_id.to_string(), grant_id, expires_at, used: false },
         );
         token
     }
@@ -435,10 +380,7 @@ impl State {
     /// The user an access token belongs to, if it is valid now.
     pub fn access_token_user(&self, token: &str) -> Option<String> {
         let entry = self.access_tokens.get(token)?;
-        if entry.invalidated
-            || self.now() >= entry.expires_at
-            || entry.client_id != self.config.client_id
-        {
+        if entry.invalidated || self.now() >= entry.expires_at || entry.client_id != self.config.client_id {
             return None;
         }
         Some(entry.user_sub.clone())

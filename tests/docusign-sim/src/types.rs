@@ -17,11 +17,7 @@ pub struct SimConfig {
 
 impl SimConfig {
     /// A non-interactive configuration.
-    pub fn new(
-        client_id: impl Into<String>,
-        client_secret: impl Into<String>,
-        redirect_uris: Vec<String>,
-    ) -> Self {
+    pub fn new(client_id: impl Into<String>, client_secret: impl Into<String>, redirect_uris: Vec<String>) -> Self {
         SimConfig {
             client_id: client_id.into(),
             client_secret: client_secret.into(),

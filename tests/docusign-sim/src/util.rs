@@ -20,14 +20,7 @@ pub(crate) fn random_uuid() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }
 
 /// base64url-no-pad(sha256(verifier)), the S256 code challenge.
@@ -110,10 +103,7 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<String> {
 /// The (client_id, client_secret) pairs an `Authorization: Basic` header may
 /// mean: as sent, and form-decoded per RFC 6749 section 2.3.1.
 pub(crate) fn basic_credentials(headers: &HeaderMap) -> Vec<(String, String)> {
-    let Some(value) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return Vec::new();
     };
     let Some((scheme, encoded)) = value.trim().split_once(' ') else {
@@ -147,9 +137,7 @@ pub(crate) fn parse_form(body: &[u8]) -> Option<Vec<(String, String)>> {
 }
 
 pub(crate) fn form_get<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    form.iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
+    form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
 /// Escapes text for HTML element content and attribute values.

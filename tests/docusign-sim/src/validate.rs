@@ -52,11 +52,7 @@ pub(crate) struct ApiError {
 
 impl ApiError {
     pub(crate) fn invalid_body(message: impl Into<String>) -> ApiError {
-        ApiError {
-            status: StatusCode::BAD_REQUEST,
-            error_code: "INVALID_REQUEST_BODY",
-            message: message.into(),
-        }
+        ApiError { status: StatusCode::BAD_REQUEST, error_code: "INVALID_REQUEST_BODY", message: message.into() }
     }
 
     /// `INVALID_REQUEST_BODY` for one parameter: `<path>: <what>`.
@@ -103,9 +99,7 @@ struct Schemas {
 /// The swagger's definitions, parsed once.
 fn schemas() -> &'static Schemas {
     static SCHEMAS: OnceLock<Schemas> = OnceLock::new();
-    SCHEMAS.get_or_init(|| {
-        Schemas::parse(SWAGGER).unwrap_or_else(|e| panic!("bundled swagger file: {e}"))
-    })
+    SCHEMAS.get_or_init(|| Schemas::parse(SWAGGER).unwrap_or_else(|e| panic!("bundled swagger file: {e}")))
 }
 
 impl Schemas {
@@ -123,12 +117,7 @@ impl Schemas {
                             .as_object()
                             .ok_or_else(|| format!("{name}: properties is not an object"))?
                             .iter()
-                            .map(|(p, s)| {
-                                Ok((
-                                    p.clone(),
-                                    Schema::parse(s).map_err(|e| format!("{name}.{p}: {e}"))?,
-                                ))
-                            })
+                            .map(|(p, s)| Ok((p.clone(), Schema::parse(s).map_err(|e| format!("{name}.{p}: {e}"))?)))
                             .collect::<Result<HashMap<_, _>, String>>()?,
                     ),
                 };
@@ -156,9 +145,9 @@ impl Schema {
             Some("integer") => Ok(Schema::Integer),
             Some("number") => Ok(Schema::Number),
             Some("object") => Ok(Schema::AnyObject),
-            Some("array") => Ok(Schema::Array(Box::new(Schema::parse(
-                schema.get("items").ok_or("array without items")?,
-            )?))),
+            Some("array") => {
+                Ok(Schema::Array(Box::new(Schema::parse(schema.get("items").ok_or("array without items")?)?)))
+            }
             _ => Err(format!("unsupported schema {schema}")),
         }
     }
@@ -169,7 +158,9 @@ impl Schema {
 /// Parses and checks an envelope definition.
 pub(crate) fn parse_envelope_definition(body: &[u8]) -> Result<Value, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|_| {
-        ApiError::invalid_body("The request body is missing or improperly formatted. Unable to parse the request body as JSON.")
+        ApiError::invalid_body(
+            "The request body is missing or improperly formatted. Unable to parse the request body as JSON.",
+        )
     })?;
     validate_envelope_definition(&value)?;
     Ok(value)
@@ -206,21 +197,9 @@ pub(crate) fn validate_envelope_definition(value: &Value) -> Result<(), ApiError
     }
 
     let sent = object.get("status").and_then(Value::as_str) == Some("sent");
-    let non_empty_array = |name: &str| {
-        object
-            .get(name)
-            .and_then(Value::as_array)
-            .is_some_and(|a| !a.is_empty())
-    };
-    let has_template = object
-        .get("templateId")
-        .and_then(Value::as_str)
-        .is_some_and(|t| !t.trim().is_empty());
-    if sent
-        && !non_empty_array("documents")
-        && !has_template
-        && !non_empty_array("compositeTemplates")
-    {
+    let non_empty_array = |name: &str| object.get(name).and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+    let has_template = object.get("templateId").and_then(Value::as_str).is_some_and(|t| !t.trim().is_empty());
+    if sent && !non_empty_array("documents") && !has_template && !non_empty_array("compositeTemplates") {
         return Err(ApiError::incomplete());
     }
     Ok(())
@@ -234,10 +213,7 @@ fn decodes(content: &str) -> bool {
             .with_decode_padding_mode(DecodePaddingMode::Indifferent)
             .with_decode_allow_trailing_bits(true),
     );
-    let compact: Vec<u8> = content
-        .bytes()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
+    let compact: Vec<u8> = content.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
     LENIENT.decode(compact).is_ok()
 }
 
@@ -260,19 +236,10 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
-fn check_object(
-    schemas: &Schemas,
-    path: &str,
-    object: &Map<String, Value>,
-    definition: &str,
-) -> Result<(), ApiError> {
+fn check_object(schemas: &Schemas, path: &str, object: &Map<String, Value>, definition: &str) -> Result<(), ApiError> {
     // A reference the file does not define, or a definition without
     // properties: any object.
-    let Some(properties) = schemas
-        .definitions
-        .get(definition)
-        .and_then(|d| d.properties.as_ref())
-    else {
+    let Some(properties) = schemas.definitions.get(definition).and_then(|d| d.properties.as_ref()) else {
         return Ok(());
     };
     for (name, value) in object {
@@ -285,12 +252,7 @@ fn check_object(
     Ok(())
 }
 
-fn check_value(
-    schemas: &Schemas,
-    path: &str,
-    value: &Value,
-    schema: &Schema,
-) -> Result<(), ApiError> {
+fn check_value(schemas: &Schemas, path: &str, value: &Value, schema: &Schema) -> Result<(), ApiError> {
     if value.is_null() {
         return Ok(());
     }
@@ -299,11 +261,7 @@ fn check_value(
         Schema::String => "a string",
         Schema::Boolean => match value {
             Value::Bool(_) => return Ok(()),
-            Value::String(s)
-                if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") =>
-            {
-                return Ok(())
-            }
+            Value::String(s) if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") => return Ok(()),
             _ => "a boolean (true, false, \"true\" or \"false\")",
         },
         Schema::Integer => match value {
@@ -332,10 +290,7 @@ fn check_value(
             None => "an object",
         },
     };
-    Err(ApiError::invalid_parameter(
-        path,
-        format!("expected {expected}, got {}", kind(value)),
-    ))
+    Err(ApiError::invalid_parameter(path, format!("expected {expected}, got {}", kind(value))))
 }
 
 #[cfg(test)]
@@ -353,16 +308,9 @@ mod tests {
     fn swagger_parses_with_the_definitions_used() {
         let schemas = schemas();
         assert!(schemas.definitions.len() > 100);
-        for name in [
-            "envelopeDefinition",
-            "document",
-            "recipients",
-            "signer",
-            "carbonCopy",
-            "tabs",
-            "signHere",
-            "templateRole",
-        ] {
+        for name in
+            ["envelopeDefinition", "document", "recipients", "signer", "carbonCopy", "tabs", "signHere", "templateRole"]
+        {
             assert!(schemas.definitions[name].properties.is_some(), "{name}");
         }
         // Every reference resolves, except the one the published file lacks.
@@ -373,10 +321,7 @@ mod tests {
                     schema = items;
                 }
                 if let Schema::Ref(name) = schema {
-                    assert!(
-                        schemas.definitions.contains_key(name) || name == "offlineAttributes",
-                        "{name}"
-                    );
+                    assert!(schemas.definitions.contains_key(name) || name == "offlineAttributes", "{name}");
                 }
             }
         }
@@ -387,10 +332,7 @@ mod tests {
         let ok = json!({ "emailSubject": "é".repeat(100) });
         assert!(validate_envelope_definition(&ok).is_ok());
         let long = json!({ "emailSubject": "x".repeat(101) });
-        assert_eq!(
-            validate_envelope_definition(&long).unwrap_err().error_code,
-            "INVALID_REQUEST_BODY"
-        );
+        assert_eq!(validate_envelope_definition(&long).unwrap_err().error_code, "INVALID_REQUEST_BODY");
     }
 
     #[test]
@@ -436,10 +378,9 @@ mod tests {
             assert!(validate_envelope_definition(&body).is_ok(), "{flag}");
         }
         // An array of strings.
-        assert!(validate_envelope_definition(
-            &json!({"recipients": {"signers": [{"excludedDocuments": ["1"]}]}})
-        )
-        .is_ok());
+        assert!(
+            validate_envelope_definition(&json!({"recipients": {"signers": [{"excludedDocuments": ["1"]}]}})).is_ok()
+        );
         assert_eq!(
             message(json!({"recipients": {"signers": [{"excludedDocuments": [1]}]}})),
             "The request contained at least one invalid parameter. recipients.signers[0].excludedDocuments[0]: expected a string, got a number"

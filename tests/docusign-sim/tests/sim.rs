@@ -17,20 +17,11 @@ const VERIFIER: &str = "dBjftJeZ4CVP-mJ92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const DAY: i64 = 24 * 3600;
 
 async fn sim() -> Simulator {
-    Simulator::start(SimConfig::new(
-        CLIENT_ID,
-        SECRET,
-        vec![REDIRECT.to_string()],
-    ))
-    .await
-    .expect("simulator starts")
+    Simulator::start(SimConfig::new(CLIENT_ID, SECRET, vec![REDIRECT.to_string()])).await.expect("simulator starts")
 }
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
 fn challenge(verifier: &str) -> String {
@@ -38,9 +29,7 @@ fn challenge(verifier: &str) -> String {
 }
 
 fn query(url: &Url, name: &str) -> Option<String> {
-    url.query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
+    url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
 
 /// GET /oauth/auth with the usual parameters plus `extra`; returns the response.
@@ -66,12 +55,7 @@ fn location(resp: &reqwest::Response) -> Url {
 /// Consent with PKCE (S256) and return the code.
 async fn get_code(sim: &Simulator, scope: &str) -> String {
     let ch = challenge(VERIFIER);
-    let resp = auth_request(
-        sim,
-        scope,
-        &[("code_challenge", &ch), ("code_challenge_method", "S256")],
-    )
-    .await;
+    let resp = auth_request(sim, scope, &[("code_challenge", &ch), ("code_challenge_method", "S256")]).await;
     let loc = location(&resp);
     assert!(loc.as_str().starts_with(REDIRECT));
     assert_eq!(query(&loc, "state").as_deref(), Some("st ate/+=&x"));
@@ -102,11 +86,7 @@ async fn exchange(sim: &Simulator, code: &str, verifier: &str) -> reqwest::Respo
 }
 
 async fn refresh(sim: &Simulator, token: &str) -> reqwest::Response {
-    token_request(
-        sim,
-        &[("grant_type", "refresh_token"), ("refresh_token", token)],
-    )
-    .await
+    token_request(sim, &[("grant_type", "refresh_token"), ("refresh_token", token)]).await
 }
 
 /// (access_token, refresh_token) after a full consent.
@@ -115,43 +95,23 @@ async fn login(sim: &Simulator, scope: &str) -> (String, String) {
     let resp = exchange(sim, &code, VERIFIER).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let body: Value = resp.json().await.unwrap();
-    (
-        body["access_token"].as_str().unwrap().to_string(),
-        body["refresh_token"].as_str().unwrap().to_string(),
-    )
+    (body["access_token"].as_str().unwrap().to_string(), body["refresh_token"].as_str().unwrap().to_string())
 }
 
 async fn error_of(resp: reqwest::Response) -> (StatusCode, String) {
     let status = resp.status();
     let body: Value = resp.json().await.unwrap();
-    let error = body["error"]
-        .as_str()
-        .or(body["errorCode"].as_str())
-        .unwrap_or("")
-        .to_string();
+    let error = body["error"].as_str().or(body["errorCode"].as_str()).unwrap_or("").to_string();
     (status, error)
 }
 
 async fn userinfo(sim: &Simulator, token: &str) -> reqwest::Response {
-    http()
-        .get(format!("{}/oauth/userinfo", sim.base_url()))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
+    http().get(format!("{}/oauth/userinfo", sim.base_url())).bearer_auth(token).send().await.unwrap()
 }
 
-async fn create_envelope(
-    sim: &Simulator,
-    token: &str,
-    account: &str,
-    body: &Value,
-) -> reqwest::Response {
+async fn create_envelope(sim: &Simulator, token: &str, account: &str, body: &Value) -> reqwest::Response {
     http()
-        .post(format!(
-            "{}/restapi/v2.1/accounts/{account}/envelopes",
-            sim.base_url()
-        ))
+        .post(format!("{}/restapi/v2.1/accounts/{account}/envelopes", sim.base_url()))
         .bearer_auth(token)
         .header("Idempotency-Key", "idem-42")
         .json(body)
@@ -196,10 +156,7 @@ async fn full_code_flow_with_pkce() {
         assert!(secrets.iter().any(|x| x == s));
     }
     let stats = sim.stats();
-    assert_eq!(
-        (stats.code_grants, stats.token_calls, stats.invalid_grant),
-        (1, 1, 0)
-    );
+    assert_eq!((stats.code_grants, stats.token_calls, stats.invalid_grant), (1, 1, 0));
 
     // userinfo
     let resp = userinfo(&sim, access).await;
@@ -224,27 +181,15 @@ async fn flow_without_pkce_and_without_state() {
     let sim = sim().await;
     let url = Url::parse_with_params(
         &format!("{}/oauth/auth", sim.base_url()),
-        &[
-            ("response_type", "code"),
-            ("scope", "signature"),
-            ("client_id", CLIENT_ID),
-            ("redirect_uri", REDIRECT),
-        ],
+        &[("response_type", "code"), ("scope", "signature"), ("client_id", CLIENT_ID), ("redirect_uri", REDIRECT)],
     )
     .unwrap();
     let resp = http().get(url).send().await.unwrap();
     let loc = location(&resp);
     assert!(query(&loc, "state").is_none());
     let code = query(&loc, "code").unwrap();
-    let resp = token_request(
-        &sim,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-        ],
-    )
-    .await;
+    let resp =
+        token_request(&sim, &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT)]).await;
     assert_eq!(resp.status(), StatusCode::OK);
 }
 
@@ -253,19 +198,9 @@ async fn wrong_or_missing_verifier_and_redirect_mismatch() {
     let sim = sim().await;
     let code = get_code(&sim, "signature").await;
     let wrong = "x".repeat(43);
-    assert_eq!(
-        error_of(exchange(&sim, &code, &wrong).await).await,
-        (StatusCode::BAD_REQUEST, "invalid_grant".into())
-    );
-    let resp = token_request(
-        &sim,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-        ],
-    )
-    .await;
+    assert_eq!(error_of(exchange(&sim, &code, &wrong).await).await, (StatusCode::BAD_REQUEST, "invalid_grant".into()));
+    let resp =
+        token_request(&sim, &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT)]).await;
     assert_eq!(error_of(resp).await.1, "invalid_grant");
     let resp = token_request(
         &sim,
@@ -286,10 +221,7 @@ async fn wrong_or_missing_verifier_and_redirect_mismatch() {
 async fn code_is_single_use_and_expires() {
     let sim = sim().await;
     let code = get_code(&sim, "signature").await;
-    assert_eq!(
-        exchange(&sim, &code, VERIFIER).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(exchange(&sim, &code, VERIFIER).await.status(), StatusCode::OK);
     assert_eq!(
         error_of(exchange(&sim, &code, VERIFIER).await).await,
         (StatusCode::BAD_REQUEST, "invalid_grant".into())
@@ -298,10 +230,7 @@ async fn code_is_single_use_and_expires() {
     let code = get_code(&sim, "signature").await;
     sim.advance_clock(121);
     assert_eq!(sim.clock_offset_secs(), 121);
-    assert_eq!(
-        error_of(exchange(&sim, &code, VERIFIER).await).await.1,
-        "invalid_grant"
-    );
+    assert_eq!(error_of(exchange(&sim, &code, VERIFIER).await).await.1, "invalid_grant");
     assert_eq!(sim.stats().code_grants, 1);
 }
 
@@ -317,34 +246,13 @@ async fn bad_client_authentication() {
     ];
     let url = format!("{}/oauth/token", sim.base_url());
     let resp = http().post(&url).form(&form).send().await.unwrap();
-    assert_eq!(
-        error_of(resp).await,
-        (StatusCode::UNAUTHORIZED, "invalid_client".into())
-    );
-    let resp = http()
-        .post(&url)
-        .basic_auth(CLIENT_ID, Some("wrong"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        error_of(resp).await,
-        (StatusCode::UNAUTHORIZED, "invalid_client".into())
-    );
-    let resp = http()
-        .post(&url)
-        .bearer_auth(SECRET)
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(error_of(resp).await, (StatusCode::UNAUTHORIZED, "invalid_client".into()));
+    let resp = http().post(&url).basic_auth(CLIENT_ID, Some("wrong")).form(&form).send().await.unwrap();
+    assert_eq!(error_of(resp).await, (StatusCode::UNAUTHORIZED, "invalid_client".into()));
+    let resp = http().post(&url).bearer_auth(SECRET).form(&form).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     // The code was not consumed by the failed attempts.
-    assert_eq!(
-        exchange(&sim, &code, VERIFIER).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(exchange(&sim, &code, VERIFIER).await.status(), StatusCode::OK);
     assert_eq!(sim.stats().token_calls, 4);
 }
 
@@ -455,17 +363,8 @@ async fn token_answers_can_carry_any_raw_expires_in() {
 #[tokio::test]
 async fn form_encoded_client_credentials_are_accepted() {
     let secret = "p:ss w+rd%";
-    let sim = Simulator::start(SimConfig::new(
-        "id with space",
-        secret,
-        vec![REDIRECT.to_string()],
-    ))
-    .await
-    .unwrap();
-    let header = format!(
-        "Basic {}",
-        STANDARD.encode("id+with+space:p%3Ass+w%2Brd%25")
-    );
+    let sim = Simulator::start(SimConfig::new("id with space", secret, vec![REDIRECT.to_string()])).await.unwrap();
+    let header = format!("Basic {}", STANDARD.encode("id+with+space:p%3Ass+w%2Brd%25"));
     let resp = http()
         .post(format!("{}/oauth/token", sim.base_url()))
         .header("authorization", header)
@@ -474,10 +373,7 @@ async fn form_encoded_client_credentials_are_accepted() {
         .await
         .unwrap();
     // Authenticated (so the grant itself is judged): invalid_grant, not invalid_client.
-    assert_eq!(
-        error_of(resp).await,
-        (StatusCode::BAD_REQUEST, "invalid_grant".into())
-    );
+    assert_eq!(error_of(resp).await, (StatusCode::BAD_REQUEST, "invalid_grant".into()));
     // Raw (unencoded) credentials work too.
     let resp = http()
         .post(format!("{}/oauth/token", sim.base_url()))
@@ -486,10 +382,7 @@ async fn form_encoded_client_credentials_are_accepted() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        error_of(resp).await,
-        (StatusCode::BAD_REQUEST, "unsupported_grant_type".into())
-    );
+    assert_eq!(error_of(resp).await, (StatusCode::BAD_REQUEST, "unsupported_grant_type".into()));
 }
 
 #[tokio::test]
@@ -497,18 +390,10 @@ async fn auth_request_errors_and_decisions() {
     let sim = sim().await;
     let base = format!("{}/oauth/auth", sim.base_url());
     // Unknown client or unregistered redirect: 400 page, never a redirect.
-    for (client, redirect) in [
-        ("other", REDIRECT),
-        (CLIENT_ID, "https://connector.example.com/oauth/callback/"),
-    ] {
+    for (client, redirect) in [("other", REDIRECT), (CLIENT_ID, "https://connector.example.com/oauth/callback/")] {
         let url = Url::parse_with_params(
             &base,
-            &[
-                ("response_type", "code"),
-                ("scope", "signature"),
-                ("client_id", client),
-                ("redirect_uri", redirect),
-            ],
+            &[("response_type", "code"), ("scope", "signature"), ("client_id", client), ("redirect_uri", redirect)],
         )
         .unwrap();
         let resp = http().get(url).send().await.unwrap();
@@ -520,20 +405,14 @@ async fn auth_request_errors_and_decisions() {
     let resp = auth_request(
         &sim,
         "signature",
-        &[
-            ("code_challenge", &challenge(VERIFIER)),
-            ("code_challenge_method", "plain"),
-        ],
+        &[("code_challenge", &challenge(VERIFIER)), ("code_challenge_method", "plain")],
     )
     .await;
     let loc = location(&resp);
     assert_eq!(query(&loc, "error").as_deref(), Some("invalid_request"));
     // Missing scope.
     let resp = auth_request(&sim, "", &[]).await;
-    assert_eq!(
-        query(&location(&resp), "error").as_deref(),
-        Some("invalid_request")
-    );
+    assert_eq!(query(&location(&resp), "error").as_deref(), Some("invalid_request"));
 
     // Decline.
     sim.set_consent_decision(ConsentDecision::Decline);
@@ -562,31 +441,18 @@ async fn auth_request_errors_and_decisions() {
     let resp = auth_request(
         &sim,
         "signature",
-        &[
-            ("sim_user", &other.sub),
-            ("code_challenge", &ch),
-            ("code_challenge_method", "S256"),
-        ],
+        &[("sim_user", &other.sub), ("code_challenge", &ch), ("code_challenge_method", "S256")],
     )
     .await;
     let code = query(&location(&resp), "code").unwrap();
     let body: Value = exchange(&sim, &code, VERIFIER).await.json().await.unwrap();
-    let info: Value = userinfo(&sim, body["access_token"].as_str().unwrap())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let info: Value = userinfo(&sim, body["access_token"].as_str().unwrap()).await.json().await.unwrap();
     assert_eq!(info["sub"], other.sub.as_str());
     assert_eq!(info["accounts"][0]["base_uri"], "https://demo.docusign.net");
 
-    sim.set_consent_decision(ConsentDecision::Approve {
-        user_sub: DEFAULT_SUB.into(),
-    });
+    sim.set_consent_decision(ConsentDecision::Approve { user_sub: DEFAULT_SUB.into() });
     let resp = auth_request(&sim, "signature", &[("sim_decision", "decline")]).await;
-    assert_eq!(
-        query(&location(&resp), "error").as_deref(),
-        Some("access_denied")
-    );
+    assert_eq!(query(&location(&resp), "error").as_deref(), Some("access_denied"));
 }
 
 // ----- refresh tokens --------------------------------------------------------
@@ -605,10 +471,7 @@ async fn refresh_rotation_and_reuse_detection_revokes_chain() {
     assert!(sim.current_refresh_token_valid(&r2));
 
     // Reusing r1: invalid_grant, counted, and the whole chain (r2) is revoked.
-    assert_eq!(
-        error_of(refresh(&sim, &r1).await).await,
-        (StatusCode::BAD_REQUEST, "invalid_grant".into())
-    );
+    assert_eq!(error_of(refresh(&sim, &r1).await).await, (StatusCode::BAD_REQUEST, "invalid_grant".into()));
     assert!(!sim.current_refresh_token_valid(&r2));
     assert_eq!(error_of(refresh(&sim, &r2).await).await.1, "invalid_grant");
     // Access tokens stay valid.
@@ -621,10 +484,7 @@ async fn refresh_rotation_and_reuse_detection_revokes_chain() {
     assert_eq!(stats.invalid_grant, 2);
 
     // Unknown token.
-    assert_eq!(
-        error_of(refresh(&sim, "not-a-token").await).await.1,
-        "invalid_grant"
-    );
+    assert_eq!(error_of(refresh(&sim, "not-a-token").await).await.1, "invalid_grant");
     // A new consent works.
     let (_, r) = login(&sim, "signature").await;
     assert_eq!(refresh(&sim, &r).await.status(), StatusCode::OK);
@@ -668,10 +528,7 @@ async fn access_tokens_expire_after_8_hours() {
     assert!(sim.valid_access_token(&a));
     sim.advance_clock(10);
     assert!(!sim.valid_access_token(&a));
-    assert_eq!(
-        error_of(userinfo(&sim, &a).await).await,
-        (StatusCode::UNAUTHORIZED, "invalid_request".into())
-    );
+    assert_eq!(error_of(userinfo(&sim, &a).await).await, (StatusCode::UNAUTHORIZED, "invalid_request".into()));
 }
 
 #[tokio::test]
@@ -696,13 +553,7 @@ async fn expire_access_tokens_gives_401() {
     assert!(!sim.valid_access_token(&a));
     assert_eq!(userinfo(&sim, &a).await.status(), StatusCode::UNAUTHORIZED);
     let resp = create_envelope(&sim, &a, "acc-default-1", &envelope_body()).await;
-    assert_eq!(
-        error_of(resp).await,
-        (
-            StatusCode::UNAUTHORIZED,
-            "USER_AUTHENTICATION_FAILED".into()
-        )
-    );
+    assert_eq!(error_of(resp).await, (StatusCode::UNAUTHORIZED, "USER_AUTHENTICATION_FAILED".into()));
     // A refreshed access token works.
     let body: Value = refresh(&sim, &r).await.json().await.unwrap();
     assert!(sim.valid_access_token(body["access_token"].as_str().unwrap()));
@@ -716,11 +567,7 @@ async fn string_typed_fields_options() {
     let code = get_code(&sim, "signature").await;
     let body: Value = exchange(&sim, &code, VERIFIER).await.json().await.unwrap();
     assert_eq!(body["expires_in"], "28800");
-    let info: Value = userinfo(&sim, body["access_token"].as_str().unwrap())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let info: Value = userinfo(&sim, body["access_token"].as_str().unwrap()).await.json().await.unwrap();
     assert_eq!(info["accounts"][0]["is_default"], "true");
     assert_eq!(info["accounts"][1]["is_default"], "false");
 }
@@ -736,14 +583,7 @@ async fn envelope_creation() {
     let h = resp.headers();
     assert_eq!(h["x-ratelimit-limit"], "3000");
     assert_eq!(h["x-ratelimit-remaining"], "2999");
-    assert!(
-        h["x-ratelimit-reset"]
-            .to_str()
-            .unwrap()
-            .parse::<i64>()
-            .unwrap()
-            > sim.now().timestamp()
-    );
+    assert!(h["x-ratelimit-reset"].to_str().unwrap().parse::<i64>().unwrap() > sim.now().timestamp());
     assert!(h.contains_key("x-burstlimit-limit") && h.contains_key("x-burstlimit-remaining"));
     let body: Value = resp.json().await.unwrap();
     let id = body["envelopeId"].as_str().unwrap();
@@ -767,39 +607,15 @@ async fn envelope_creation() {
 
     // Errors.
     let resp = create_envelope(&sim, "bogus-token", "acc-default-1", &envelope_body()).await;
-    assert_eq!(
-        error_of(resp).await,
-        (
-            StatusCode::UNAUTHORIZED,
-            "USER_AUTHENTICATION_FAILED".into()
-        )
-    );
+    assert_eq!(error_of(resp).await, (StatusCode::UNAUTHORIZED, "USER_AUTHENTICATION_FAILED".into()));
     let resp = create_envelope(&sim, &a, "acc-not-mine", &envelope_body()).await;
-    assert_eq!(
-        error_of(resp).await,
-        (StatusCode::BAD_REQUEST, "USER_LACKS_MEMBERSHIP".into())
-    );
-    let resp = create_envelope(
-        &sim,
-        &a,
-        "acc-default-1",
-        &json!({"emailSubject": "s".repeat(101)}),
-    )
-    .await;
-    assert_eq!(
-        error_of(resp).await,
-        (StatusCode::BAD_REQUEST, "INVALID_REQUEST_BODY".into())
-    );
+    assert_eq!(error_of(resp).await, (StatusCode::BAD_REQUEST, "USER_LACKS_MEMBERSHIP".into()));
+    let resp = create_envelope(&sim, &a, "acc-default-1", &json!({"emailSubject": "s".repeat(101)})).await;
+    assert_eq!(error_of(resp).await, (StatusCode::BAD_REQUEST, "INVALID_REQUEST_BODY".into()));
     let resp = create_envelope(&sim, &a, "acc-default-1", &json!(["not", "an", "object"])).await;
-    assert_eq!(
-        error_of(resp).await,
-        (StatusCode::BAD_REQUEST, "INVALID_REQUEST_BODY".into())
-    );
+    assert_eq!(error_of(resp).await, (StatusCode::BAD_REQUEST, "INVALID_REQUEST_BODY".into()));
     let resp = http()
-        .post(format!(
-            "{}/restapi/v2.1/accounts/acc-default-1/envelopes",
-            sim.base_url()
-        ))
+        .post(format!("{}/restapi/v2.1/accounts/acc-default-1/envelopes", sim.base_url()))
         .bearer_auth(&a)
         .body("not json")
         .send()
@@ -818,15 +634,7 @@ async fn envelope_creation() {
 async fn status_fault_with_default_bodies_and_retry_after() {
     let sim = sim().await;
     let (a, r) = login(&sim, "signature").await;
-    sim.push_fault(
-        Endpoint::Token,
-        Fault::Status {
-            status: 503,
-            body: None,
-            retry_after: Some(7),
-        },
-        2,
-    );
+    sim.push_fault(Endpoint::Token, Fault::Status { status: 503, body: None, retry_after: Some(7) }, 2);
     for _ in 0..2 {
         let resp = refresh(&sim, &r).await;
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -840,38 +648,18 @@ async fn status_fault_with_default_bodies_and_retry_after() {
     let stats = sim.stats();
     assert_eq!((stats.refresh_grants, stats.refresh_grants_ok), (3, 1));
 
-    sim.push_fault(
-        Endpoint::Envelopes,
-        Fault::Status {
-            status: 429,
-            body: None,
-            retry_after: Some(60),
-        },
-        1,
-    );
+    sim.push_fault(Endpoint::Envelopes, Fault::Status { status: 429, body: None, retry_after: Some(60) }, 1);
     let resp = create_envelope(&sim, &a, "acc-default-1", &envelope_body()).await;
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(resp.headers()["x-ratelimit-remaining"], "0");
     assert_eq!(resp.headers()["retry-after"], "60");
-    assert_eq!(
-        error_of(resp).await.1,
-        "HOURLY_APIINVOCATION_LIMIT_EXCEEDED"
-    );
-    assert_eq!(
-        create_envelope(&sim, &a, "acc-default-1", &envelope_body())
-            .await
-            .status(),
-        StatusCode::CREATED
-    );
+    assert_eq!(error_of(resp).await.1, "HOURLY_APIINVOCATION_LIMIT_EXCEEDED");
+    assert_eq!(create_envelope(&sim, &a, "acc-default-1", &envelope_body()).await.status(), StatusCode::CREATED);
 
     // Custom body, until cleared.
     sim.push_fault(
         Endpoint::UserInfo,
-        Fault::Status {
-            status: 500,
-            body: Some("{\"custom\":true}".into()),
-            retry_after: None,
-        },
+        Fault::Status { status: 500, body: Some("{\"custom\":true}".into()), retry_after: None },
         u32::MAX,
     );
     for _ in 0..3 {
@@ -912,10 +700,7 @@ async fn garbage_fault_gives_non_json() {
     let text = resp.text().await.unwrap();
     assert!(serde_json::from_str::<Value>(&text).is_err());
     // The code was not consumed.
-    assert_eq!(
-        exchange(&sim, &code, VERIFIER).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(exchange(&sim, &code, VERIFIER).await.status(), StatusCode::OK);
 }
 
 #[tokio::test]
@@ -924,10 +709,7 @@ async fn close_connection_fault() {
     let (a, _) = login(&sim, "signature").await;
     sim.push_fault(Endpoint::Envelopes, Fault::CloseConnection, 1);
     let result = http()
-        .post(format!(
-            "{}/restapi/v2.1/accounts/acc-default-1/envelopes",
-            sim.base_url()
-        ))
+        .post(format!("{}/restapi/v2.1/accounts/acc-default-1/envelopes", sim.base_url()))
         .bearer_auth(&a)
         .json(&envelope_body())
         .send()
@@ -938,22 +720,9 @@ async fn close_connection_fault() {
     };
     assert!(failed, "the connection must be dropped");
     assert!(sim.envelopes().is_empty());
-    assert_eq!(
-        create_envelope(&sim, &a, "acc-default-1", &envelope_body())
-            .await
-            .status(),
-        StatusCode::CREATED
-    );
+    assert_eq!(create_envelope(&sim, &a, "acc-default-1", &envelope_body()).await.status(), StatusCode::CREATED);
 
-    sim.push_fault(
-        Endpoint::Auth,
-        Fault::Status {
-            status: 503,
-            body: None,
-            retry_after: None,
-        },
-        1,
-    );
+    sim.push_fault(Endpoint::Auth, Fault::Status { status: 503, body: None, retry_after: None }, 1);
     let resp = auth_request(&sim, "signature", &[]).await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
@@ -966,22 +735,13 @@ async fn interactive_consent_page() {
     config.interactive = true;
     let sim = Simulator::start(config).await.unwrap();
     let ch = challenge(VERIFIER);
-    let resp = auth_request(
-        &sim,
-        "signature extended",
-        &[("code_challenge", &ch), ("code_challenge_method", "S256")],
-    )
-    .await;
+    let resp =
+        auth_request(&sim, "signature extended", &[("code_challenge", &ch), ("code_challenge_method", "S256")]).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let html = resp.text().await.unwrap();
-    for needle in [
-        "id=\"accept\"",
-        "id=\"cancel\"",
-        "<select name=\"user\"",
-        "/oauth/auth/decision",
-        "signature",
-        DEFAULT_SUB,
-    ] {
+    for needle in
+        ["id=\"accept\"", "id=\"cancel\"", "<select name=\"user\"", "/oauth/auth/decision", "signature", DEFAULT_SUB]
+    {
         assert!(html.contains(needle), "page lacks {needle}");
     }
     assert!(html.contains("st ate/+=&amp;x"));
@@ -1011,10 +771,7 @@ async fn interactive_consent_page() {
     let loc = location(&post("accept").await);
     assert_eq!(query(&loc, "state").as_deref(), Some("st ate/+=&x"));
     let code = query(&loc, "code").unwrap();
-    assert_eq!(
-        exchange(&sim, &code, VERIFIER).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(exchange(&sim, &code, VERIFIER).await.status(), StatusCode::OK);
     let loc = location(&post("cancel").await);
     assert_eq!(query(&loc, "error").as_deref(), Some("access_denied"));
 }
@@ -1038,41 +795,20 @@ async fn control_api() {
     .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(
-        post(
-            "/_sim/consent",
-            json!({"decision": "approve", "user_sub": new_sub})
-        )
-        .await
-        .unwrap()
-        .status(),
+        post("/_sim/consent", json!({"decision": "approve", "user_sub": new_sub})).await.unwrap().status(),
         StatusCode::OK
     );
     let (a, r) = login(&sim, "signature").await;
     let info: Value = userinfo(&sim, &a).await.json().await.unwrap();
     assert_eq!(info["sub"], new_sub);
 
-    post("/_sim/consent", json!({"decision": "decline"}))
-        .await
-        .unwrap();
+    post("/_sim/consent", json!({"decision": "decline"})).await.unwrap();
     let resp = auth_request(&sim, "signature", &[]).await;
-    assert_eq!(
-        query(&location(&resp), "error").as_deref(),
-        Some("access_denied")
-    );
+    assert_eq!(query(&location(&resp), "error").as_deref(), Some("access_denied"));
 
-    let resp: Value = post("/_sim/options", json!({"expires_in_as_string": true}))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        resp,
-        json!({"expires_in_as_string": true, "is_default_as_string": false})
-    );
-    post("/_sim/options", json!({"is_default_as_string": true}))
-        .await
-        .unwrap();
+    let resp: Value = post("/_sim/options", json!({"expires_in_as_string": true})).await.unwrap().json().await.unwrap();
+    assert_eq!(resp, json!({"expires_in_as_string": true, "is_default_as_string": false}));
+    post("/_sim/options", json!({"is_default_as_string": true})).await.unwrap();
     let info: Value = userinfo(&sim, &a).await.json().await.unwrap();
     assert_eq!(info["accounts"][0]["is_default"], "true");
 
@@ -1086,111 +822,49 @@ async fn control_api() {
     assert_eq!(resp.status(), StatusCode::OK);
     let resp = create_envelope(&sim, &a, "acc-ctl", &envelope_body()).await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
-    for fault in [
-        json!({"kind": "delay", "ms": 1}),
-        json!({"kind": "garbage"}),
-        json!({"kind": "close"}),
-    ] {
-        let resp = post(
-            "/_sim/faults",
-            json!({"endpoint": "userinfo", "fault": fault, "times": 4294967295u64}),
-        )
-        .await
-        .unwrap();
+    for fault in [json!({"kind": "delay", "ms": 1}), json!({"kind": "garbage"}), json!({"kind": "close"})] {
+        let resp = post("/_sim/faults", json!({"endpoint": "userinfo", "fault": fault, "times": 4294967295u64}))
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
     }
-    let resp = post(
-        "/_sim/faults",
-        json!({"endpoint": "nowhere", "fault": {"kind": "garbage"}, "times": 1}),
-    )
-    .await
-    .unwrap();
+    let resp =
+        post("/_sim/faults", json!({"endpoint": "nowhere", "fault": {"kind": "garbage"}, "times": 1})).await.unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     // The delay fault (until cleared) is first in line.
     assert_eq!(userinfo(&sim, &a).await.status(), StatusCode::OK);
-    assert_eq!(
-        c.delete(format!("{base}/_sim/faults"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(c.delete(format!("{base}/_sim/faults")).send().await.unwrap().status(), StatusCode::OK);
 
-    assert_eq!(
-        create_envelope(&sim, &a, "acc-ctl", &envelope_body())
-            .await
-            .status(),
-        StatusCode::CREATED
-    );
-    let envs: Value = c
-        .get(format!("{base}/_sim/envelopes"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(create_envelope(&sim, &a, "acc-ctl", &envelope_body()).await.status(), StatusCode::CREATED);
+    let envs: Value = c.get(format!("{base}/_sim/envelopes")).send().await.unwrap().json().await.unwrap();
     assert_eq!(envs[0]["account_id"], "acc-ctl");
     assert_eq!(envs[0]["access_token_user"], new_sub);
     assert_eq!(envs[0]["idempotency_header"], "idem-42");
 
-    let secrets: Vec<String> = c
-        .get(format!("{base}/_sim/secrets"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let secrets: Vec<String> = c.get(format!("{base}/_sim/secrets")).send().await.unwrap().json().await.unwrap();
     assert!(secrets.contains(&a) && secrets.contains(&r) && secrets.iter().any(|s| s == SECRET));
 
     // Clock.
-    let clock: Value = post("/_sim/clock", json!({"advance_secs": 3600}))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let clock: Value = post("/_sim/clock", json!({"advance_secs": 3600})).await.unwrap().json().await.unwrap();
     assert_eq!(clock["offset_secs"], 3600);
     assert!(chrono::DateTime::parse_from_rfc3339(clock["now"].as_str().unwrap()).is_ok());
-    let clock: Value = c
-        .get(format!("{base}/_sim/clock"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let clock: Value = c.get(format!("{base}/_sim/clock")).send().await.unwrap().json().await.unwrap();
     assert_eq!(clock["offset_secs"], 3600);
     assert_eq!(sim.clock_offset_secs(), 3600);
 
     // expire-access and revoke.
-    post("/_sim/expire-access", json!({"user_sub": new_sub}))
-        .await
-        .unwrap();
+    post("/_sim/expire-access", json!({"user_sub": new_sub})).await.unwrap();
     assert_eq!(userinfo(&sim, &a).await.status(), StatusCode::UNAUTHORIZED);
-    post("/_sim/revoke", json!({"user_sub": new_sub}))
-        .await
-        .unwrap();
+    post("/_sim/revoke", json!({"user_sub": new_sub})).await.unwrap();
     assert_eq!(error_of(refresh(&sim, &r).await).await.1, "invalid_grant");
 
-    let stats: Value = c
-        .get(format!("{base}/_sim/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: Value = c.get(format!("{base}/_sim/stats")).send().await.unwrap().json().await.unwrap();
     assert_eq!(stats["code_grants"], 1);
     assert_eq!(stats["envelope_calls"], 2);
     assert_eq!(stats["refresh_grants"], 1);
     assert_eq!(stats["invalid_grant"], 1);
 
-    let resp = post("/_sim/consent", json!({"decision": "maybe"}))
-        .await
-        .unwrap();
+    let resp = post("/_sim/consent", json!({"decision": "maybe"})).await.unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 }
 
@@ -1202,12 +876,7 @@ async fn dropping_the_simulator_stops_the_server() {
     let mut stopped = false;
     for _ in 0..50 {
         // A fresh client each time: no pooled connection.
-        if http()
-            .get(format!("{base}/_sim/stats"))
-            .send()
-            .await
-            .is_err()
-        {
+        if http().get(format!("{base}/_sim/stats")).send().await.is_err() {
             stopped = true;
             break;
         }
@@ -1256,11 +925,7 @@ fn facts_documents_example() -> Value {
 async fn envelope_error(resp: reqwest::Response) -> (StatusCode, String, String) {
     let status = resp.status();
     let body: Value = resp.json().await.unwrap();
-    (
-        status,
-        body["errorCode"].as_str().unwrap_or("").to_string(),
-        body["message"].as_str().unwrap_or("").to_string(),
-    )
+    (status, body["errorCode"].as_str().unwrap_or("").to_string(), body["message"].as_str().unwrap_or("").to_string())
 }
 
 #[tokio::test]
@@ -1311,18 +976,9 @@ async fn envelope_bodies_are_checked_against_the_swagger() {
     // Unknown property deep in the tabs.
     let mut body = facts_documents_example();
     body["recipients"]["signers"][0]["tabs"]["signHereTabs"][0]["anchorOffsetX"] = json!("20");
-    let (status, code, message) =
-        envelope_error(create_envelope(&sim, &a, "acc-default-1", &body).await).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::BAD_REQUEST, "INVALID_REQUEST_BODY")
-    );
-    assert_eq!(
-        message,
-        format!(
-            "{prefix} recipients.signers[0].tabs.signHereTabs[0].anchorOffsetX: unknown property"
-        )
-    );
+    let (status, code, message) = envelope_error(create_envelope(&sim, &a, "acc-default-1", &body).await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "INVALID_REQUEST_BODY"));
+    assert_eq!(message, format!("{prefix} recipients.signers[0].tabs.signHereTabs[0].anchorOffsetX: unknown property"));
 
     // Wrong type: a number where DocuSign wants a string.
     let mut body = facts_documents_example();
@@ -1332,25 +988,16 @@ async fn envelope_bodies_are_checked_against_the_swagger() {
         (
             StatusCode::BAD_REQUEST,
             "INVALID_REQUEST_BODY".into(),
-            format!(
-                "{prefix} recipients.carbonCopies[0].recipientId: expected a string, got a number"
-            )
+            format!("{prefix} recipients.carbonCopies[0].recipientId: expected a string, got a number")
         )
     );
 
     // Wrong type: an object where DocuSign wants an array.
     let mut body = facts_documents_example();
     body["recipients"]["signers"] = json!({"email": "ana@example.com"});
-    let (status, code, message) =
-        envelope_error(create_envelope(&sim, &a, "acc-default-1", &body).await).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::BAD_REQUEST, "INVALID_REQUEST_BODY")
-    );
-    assert!(
-        message.contains("recipients.signers: expected an array"),
-        "{message}"
-    );
+    let (status, code, message) = envelope_error(create_envelope(&sim, &a, "acc-default-1", &body).await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "INVALID_REQUEST_BODY"));
+    assert!(message.contains("recipients.signers: expected an array"), "{message}");
 
     // Bad base64.
     let mut body = facts_documents_example();
@@ -1365,18 +1012,9 @@ async fn envelope_bodies_are_checked_against_the_swagger() {
     );
 
     // Sent with nothing to send.
-    let resp = create_envelope(
-        &sim,
-        &a,
-        "acc-default-1",
-        &json!({"emailSubject": "Hi", "status": "sent"}),
-    )
-    .await;
+    let resp = create_envelope(&sim, &a, "acc-default-1", &json!({"emailSubject": "Hi", "status": "sent"})).await;
     let (status, code, message) = envelope_error(resp).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::BAD_REQUEST, "ENVELOPE_IS_INCOMPLETE")
-    );
+    assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "ENVELOPE_IS_INCOMPLETE"));
     assert_eq!(
         message,
         "The Envelope is not Complete. A Complete Envelope Requires Documents, Recipients, Tabs, and a Subject Line."
@@ -1386,18 +1024,9 @@ async fn envelope_bodies_are_checked_against_the_swagger() {
     let mut body = facts_documents_example();
     body["foo"] = json!(1);
     let resp = create_envelope(&sim, "bogus-token", "acc-default-1", &body).await;
-    assert_eq!(
-        error_of(resp).await,
-        (
-            StatusCode::UNAUTHORIZED,
-            "USER_AUTHENTICATION_FAILED".into()
-        )
-    );
+    assert_eq!(error_of(resp).await, (StatusCode::UNAUTHORIZED, "USER_AUTHENTICATION_FAILED".into()));
     let resp = create_envelope(&sim, &a, "acc-not-mine", &body).await;
-    assert_eq!(
-        error_of(resp).await,
-        (StatusCode::BAD_REQUEST, "USER_LACKS_MEMBERSHIP".into())
-    );
+    assert_eq!(error_of(resp).await, (StatusCode::BAD_REQUEST, "USER_LACKS_MEMBERSHIP".into()));
 
     assert!(sim.envelopes().is_empty());
 }

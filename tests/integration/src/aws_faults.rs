@@ -89,7 +89,9 @@ impl AwsFault {
                 "AccessDeniedException",
                 "User: arn:aws:sts::123456789012:assumed-role/connector/fn is not authorized to perform: kms:Decrypt",
             ),
-            Self::KmsInvalidState => kms("KMSInvalidStateException", "arn:aws:kms:us-east-1:123456789012:key/k is pending deletion."),
+            Self::KmsInvalidState => {
+                kms("KMSInvalidStateException", "arn:aws:kms:us-east-1:123456789012:key/k is pending deletion.")
+            }
             Self::KmsDisabled => kms("DisabledException", "arn:aws:kms:us-east-1:123456789012:key/k is disabled."),
             Self::Delay(_) => unreachable!("a delay forwards the request"),
         }
@@ -186,12 +188,7 @@ fn take_fault(rules: &Mutex<Rules>, target: &str) -> Option<AwsFault> {
 }
 
 async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
-    let target = request
-        .headers()
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let target = request.headers().get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     match take_fault(&proxy.rules, &target) {
         None => {}
         Some(AwsFault::Delay(d)) => tokio::time::sleep(d).await,
@@ -199,9 +196,7 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
             let (status, content_type, body) = fault.answer();
             let mut response = (StatusCode::from_u16(status).unwrap(), body.to_string()).into_response();
             response.headers_mut().insert("content-type", HeaderValue::from_static(content_type));
-            response
-                .headers_mut()
-                .insert("x-amzn-requestid", HeaderValue::from_str(&random_name("fault")).unwrap());
+            response.headers_mut().insert("x-amzn-requestid", HeaderValue::from_str(&random_name("fault")).unwrap());
             return response;
         }
     }

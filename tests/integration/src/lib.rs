@@ -12,17 +12,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType,
 };
 use docusign_sim::{SimConfig, Simulator};
 use lambda_http::{Body, Response};
 use serde_json::{json, Value};
+use shared::app::{Ports, Secrets};
 use shared::cipher::KmsCipher;
 use shared::clock::{Clock, OffsetClock};
 use shared::config::{Config, Needs};
 use shared::store::dynamo::DynamoStore;
-use shared::app::{Ports, Secrets};
 use shared::App;
 use tokio::sync::OnceCell;
 
@@ -39,8 +39,8 @@ pub fn workspace_root() -> PathBuf {
 
 // ---- the AWS emulator ------------------------------------------------------------
 
-pub mod fixtures;
 pub mod aws_faults;
+pub mod fixtures;
 pub mod runtime;
 
 struct Aws {
@@ -68,6 +68,8 @@ fn start_moto() -> String {
          while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill $m",
         parent = std::process::id()
     );
+    // The shell outlives nothing: it stops moto and exits once this process is gone.
+    #[allow(clippy::zombie_processes)]
     Command::new("sh")
         .arg("-c")
         .arg(script)
@@ -216,8 +218,7 @@ fn answer(response: Response<Body>) -> Answer {
 
 /// An API Gateway HTTP API (payload 2.0) event, as API Gateway sends it.
 pub fn apigw_event(method: &str, path: &str, query: &str, headers: &[(&str, &str)], body: Option<&str>) -> String {
-    let headers: serde_json::Map<String, Value> =
-        headers.iter().map(|(k, v)| (k.to_lowercase(), json!(v))).collect();
+    let headers: serde_json::Map<String, Value> = headers.iter().map(|(k, v)| (k.to_lowercase(), json!(v))).collect();
     json!({
         "version": "2.0",
         "routeKey": format!("{method} {path}"),
@@ -302,7 +303,11 @@ impl TestEnv {
 
     /// An app on the same table, simulator and clock whose DynamoDB and/or
     /// token cipher are replaced: for fault injection.
-    pub async fn app_with(&self, dynamo_endpoint: Option<&str>, cipher: Option<Box<dyn shared::cipher::TokenCipher>>) -> App {
+    pub async fn app_with(
+        &self,
+        dynamo_endpoint: Option<&str>,
+        cipher: Option<Box<dyn shared::cipher::TokenCipher>>,
+    ) -> App {
         let aws = aws().await;
         let dynamo = match dynamo_endpoint {
             None => aws_sdk_dynamodb::Client::new(&aws.sdk),
@@ -314,7 +319,8 @@ impl TestEnv {
                 aws_sdk_dynamodb::Client::from_conf(config)
             }
         };
-        let cipher = cipher.unwrap_or_else(|| Box::new(KmsCipher::new(aws_sdk_kms::Client::new(&aws.sdk), aws.key_id.clone())));
+        let cipher =
+            cipher.unwrap_or_else(|| Box::new(KmsCipher::new(aws_sdk_kms::Client::new(&aws.sdk), aws.key_id.clone())));
         assemble(&app_env(&self.options, &self.sim, &self.table, aws), dynamo, cipher, self.clock.clone())
     }
 
@@ -391,9 +397,7 @@ impl TestEnv {
 
     /// One scheduled run, in process, with a minute to go.
     pub async fn sweep(&self) -> shared::sweep::Summary {
-        shared::sweep::sweep(&self.app, tokio::time::Instant::now() + Duration::from_secs(60))
-            .await
-            .expect("sweep")
+        shared::sweep::sweep(&self.app, tokio::time::Instant::now() + Duration::from_secs(60)).await.expect("sweep")
     }
 
     /// Moves the stored access-token expiry of `tenant` to `at`, as if time
@@ -460,7 +464,8 @@ impl TestEnv {
         let mut request = lambda_http::request::from_str(&event).expect("a valid API Gateway v2 event");
         if let Some(budget) = call.budget {
             let mut context = lambda_http::Context::default();
-            context.deadline = (chrono::Utc::now() + chrono::Duration::from_std(budget).unwrap()).timestamp_millis() as u64;
+            context.deadline =
+                (chrono::Utc::now() + chrono::Duration::from_std(budget).unwrap()).timestamp_millis() as u64;
             request = request.with_lambda_context(context);
         }
         let response = match call.route {
@@ -544,7 +549,11 @@ impl TestEnv {
         out.items.unwrap_or_default()
     }
 
-    pub async fn item(&self, tenant: &str, key: &str) -> Option<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    pub async fn item(
+        &self,
+        tenant: &str,
+        key: &str,
+    ) -> Option<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
         self.dynamo
             .get_item()
             .table_name(&self.table)
@@ -597,11 +606,15 @@ fn assemble(
     clock: Arc<OffsetClock>,
 ) -> App {
     let lookup = |k: &str| env.iter().find(|(name, _)| name == k).map(|(_, v)| v.clone());
-    let config = Config::from_lookup(Needs { redirect_uri: true, crm_jwt: true, docusign_secret: true, crm_origin: true }, lookup)
-        .expect("test configuration");
+    let config = Config::from_lookup(
+        Needs { redirect_uri: true, crm_jwt: true, docusign_secret: true, crm_origin: true },
+        lookup,
+    )
+    .expect("test configuration");
     let table = config.token_table.clone();
     let secrets = Secrets::plain(&config);
-    App::assemble(config, secrets, Ports::dynamo(DynamoStore::new(dynamo, table), cipher, clock)).expect("assemble the app")
+    App::assemble(config, secrets, Ports::dynamo(DynamoStore::new(dynamo, table), cipher, clock))
+        .expect("assemble the app")
 }
 
 // ---- CRM tokens ---------------------------------------------------------------------
@@ -637,7 +650,8 @@ pub fn user_token(tenant: &str) -> String {
 /// (`<script type="application/json" id="docusign-consent-result">`).
 pub fn callback_result(page: &Answer) -> Value {
     const OPEN: &str = r#"<script type="application/json" id="docusign-consent-result">"#;
-    let start = page.body.find(OPEN).unwrap_or_else(|| panic!("no result message in the page: {}", page.body)) + OPEN.len();
+    let start =
+        page.body.find(OPEN).unwrap_or_else(|| panic!("no result message in the page: {}", page.body)) + OPEN.len();
     let end = start + page.body[start..].find("</script>").expect("closed");
     serde_json::from_str(&page.body[start..end]).expect("the result message is JSON")
 }

@@ -172,9 +172,8 @@ pub fn function_binary(name: &str) -> PathBuf {
         .status()
         .expect("run cargo build");
     assert!(status.success(), "cargo build --workspace --bins failed");
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| crate::workspace_root().join("target"));
+    let target =
+        std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| crate::workspace_root().join("target"));
     let path = target.join("debug").join(name);
     assert!(path.exists(), "{} was not built", path.display());
     built.insert(name.to_owned(), path.clone());

@@ -6,7 +6,7 @@ use integration_tests::fixtures::documents_envelope;
 use integration_tests::*;
 use secrecy::ExposeSecret;
 use serde_json::json;
-use shared::cipher::{Binding, Record, KmsCipher, TokenCipher};
+use shared::cipher::{Binding, KmsCipher, Record, TokenCipher};
 use shared::store::{AUTH_KEY, REFRESH_KEY};
 
 const DEFAULT_USER: &str = "11111111-1111-1111-1111-111111111111";
@@ -352,8 +352,8 @@ async fn no_item_holds_a_token_code_state_or_secret_in_plain_text() {
     assert_eq!(page.status, 200);
     let confirmation = callback_confirmation(&page).unwrap();
     env.start_consent(&t).await; // a pending one too
-    // A proposed connection is stored too (tokens as ciphertext, the
-    // confirmation as a hash) until it is confirmed.
+                                 // A proposed connection is stored too (tokens as ciphertext, the
+                                 // confirmation as a hash) until it is confirmed.
     assert!(env.scan().await.iter().any(|i| i["key"].as_s().unwrap().starts_with("proposal#")));
 
     let mut secrets = env.sim.issued_secrets();

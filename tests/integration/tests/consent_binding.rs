@@ -183,7 +183,10 @@ async fn confirm_refuses_users_missing_tokens_and_bad_bodies_and_changes_nothing
         assert!(a.json()["error"]["message"].as_str().unwrap().contains(names), "{bad}: {}", a.body);
     }
     let a = env
-        .send_call(&env.app, Call { token: Some(&admin_token(&t)), body: Some(&body), ..Call::new(Route::Confirm, "GET") })
+        .send_call(
+            &env.app,
+            Call { token: Some(&admin_token(&t)), body: Some(&body), ..Call::new(Route::Confirm, "GET") },
+        )
         .await;
     assert_eq!(a.status, 405);
     assert_eq!(env.status(&t).await, json!({"connected": false}));
@@ -212,10 +215,8 @@ async fn a_confirmation_racing_a_disconnect_never_brings_the_connection_back() {
     for round in 0..4 {
         let (_, confirmation) = approved_page(&env, &t).await;
         let token = admin_token(&t);
-        let (confirmed, disconnected) = tokio::join!(
-            env.confirm(&t, &confirmation),
-            env.call(Route::Connection, "DELETE", "", Some(&token)),
-        );
+        let (confirmed, disconnected) =
+            tokio::join!(env.confirm(&t, &confirmation), env.call(Route::Connection, "DELETE", "", Some(&token)),);
         assert_eq!(disconnected.status, 204, "round {round}");
         assert!(matches!(confirmed.status, 200 | 404), "round {round}: {}", confirmed.body);
         // Whichever came first, the disconnect has the last word.
@@ -231,11 +232,7 @@ async fn a_callback_finishing_after_a_disconnect_proposes_nothing() {
     let url = env.start_consent(&t).await;
     let query = env.visit_consent_page(&url, "").await;
     // The disconnect lands while DocuSign is still answering the exchange.
-    env.sim.push_fault(
-        docusign_sim::Endpoint::Token,
-        docusign_sim::Fault::Delay { ms: 800 },
-        1,
-    );
+    env.sim.push_fault(docusign_sim::Endpoint::Token, docusign_sim::Fault::Delay { ms: 800 }, 1);
     let token = admin_token(&t);
     let (page, _) = tokio::join!(env.call(Route::Callback, "GET", &query, None), async {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -357,10 +354,8 @@ async fn a_refused_base_uri_raises_an_alarm_naming_the_tenant_in_the_function_lo
     assert_eq!(answer["statusCode"], 409, "{answer}");
     assert!(env.sim.envelopes().is_empty());
     let logs = process.logs();
-    let alarm = logs
-        .lines()
-        .find(|l| l.contains("base_uri_not_allowed"))
-        .unwrap_or_else(|| panic!("no alarm line: {logs}"));
+    let alarm =
+        logs.lines().find(|l| l.contains("base_uri_not_allowed")).unwrap_or_else(|| panic!("no alarm line: {logs}"));
     let line: Value = serde_json::from_str(alarm).expect("JSON log line");
     assert_eq!(line["level"], "ERROR");
     assert_eq!(line["fields"]["tenant"], t.as_str());

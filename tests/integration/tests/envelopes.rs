@@ -157,7 +157,12 @@ async fn a_429_that_persists_is_answered_429_within_the_deadline() {
     let token = user_token(&t);
     let body = documents_envelope().to_string();
     let started = Instant::now();
-    let call = Call { token: Some(&token), body: Some(&body), budget: Some(Duration::from_secs(6)), ..Call::new(Route::Envelopes, "POST") };
+    let call = Call {
+        token: Some(&token),
+        body: Some(&body),
+        budget: Some(Duration::from_secs(6)),
+        ..Call::new(Route::Envelopes, "POST")
+    };
     let a = env.send_call(&env.app, call).await;
     assert!(started.elapsed() < Duration::from_secs(6), "answered within the deadline: {:?}", started.elapsed());
     assert_eq!((a.status, a.error_code().as_str()), (429, "rate_limited"), "{}", a.body);
@@ -172,7 +177,12 @@ async fn docusign_5xx_that_persists_is_503_with_retry_after() {
     env.sim.push_fault(Endpoint::Envelopes, Fault::Status { status: 503, body: None, retry_after: None }, u32::MAX);
     let token = user_token(&t);
     let body = documents_envelope().to_string();
-    let call = Call { token: Some(&token), body: Some(&body), budget: Some(Duration::from_secs(5)), ..Call::new(Route::Envelopes, "POST") };
+    let call = Call {
+        token: Some(&token),
+        body: Some(&body),
+        budget: Some(Duration::from_secs(5)),
+        ..Call::new(Route::Envelopes, "POST")
+    };
     let a = env.send_call(&env.app, call).await;
     assert_eq!((a.status, a.error_code().as_str()), (503, "upstream_unavailable"), "{}", a.body);
     assert!(a.header("retry-after").is_some());
@@ -284,7 +294,9 @@ async fn with_a_duplicate_key_docusign_receives_exactly_the_body_that_was_valida
     let long = "x".repeat(300);
     let body = with_leading_fields(
         &documents_envelope(),
-        &format!(r#""emailSubject":"{long}","documents":[{{"documentBase64":"not base64!!","documentId":"9","name":"Unchecked"}}]"#),
+        &format!(
+            r#""emailSubject":"{long}","documents":[{{"documentBase64":"not base64!!","documentId":"9","name":"Unchecked"}}]"#
+        ),
     );
     let validated: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(validated, documents_envelope(), "serde_json keeps the last of each key");
@@ -309,7 +321,11 @@ async fn with_a_duplicate_key_whose_last_value_is_invalid_nothing_is_sent() {
     let mut fixture = documents_envelope();
     fixture.as_object_mut().unwrap().remove("emailSubject");
     let body = fixture.to_string();
-    let body = format!(r#"{{"emailSubject":"Valid subject",{},"emailSubject":"{}"}}"#, &body[1..body.len() - 1], "x".repeat(300));
+    let body = format!(
+        r#"{{"emailSubject":"Valid subject",{},"emailSubject":"{}"}}"#,
+        &body[1..body.len() - 1],
+        "x".repeat(300)
+    );
     // When it is sent, then it is refused for the value that was validated,
     // and nothing reaches DocuSign.
     let a = env.send(&t, &body, None).await;

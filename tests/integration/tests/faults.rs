@@ -66,7 +66,9 @@ async fn dynamodb_unreachable_is_a_503_json_error_on_every_route() {
         assert_eq!((a.status, a.error_code().as_str()), (503, "upstream_unavailable"), "{method}: {}", a.body);
         assert!(a.header("retry-after").is_some());
     }
-    let body = json!({"emailSubject": "s", "documents": [{"documentBase64": "JVBERi0xLjQK", "name": "d", "documentId": "1"}]}).to_string();
+    let body =
+        json!({"emailSubject": "s", "documents": [{"documentBase64": "JVBERi0xLjQK", "name": "d", "documentId": "1"}]})
+            .to_string();
     let token = user_token(&t);
     let a = env
         .send_call(&broken, Call { token: Some(&token), body: Some(&body), ..Call::new(Route::Envelopes, "POST") })
@@ -153,7 +155,9 @@ async fn a_timeout_on_send_is_not_retried_because_the_envelope_may_exist() {
     let t = tenant();
     env.connect(&t).await;
     env.sim.push_fault(Endpoint::Envelopes, Fault::CloseConnection, 1);
-    let body = json!({"emailSubject": "s", "documents": [{"documentBase64": "JVBERi0xLjQK", "name": "d", "documentId": "1"}]}).to_string();
+    let body =
+        json!({"emailSubject": "s", "documents": [{"documentBase64": "JVBERi0xLjQK", "name": "d", "documentId": "1"}]})
+            .to_string();
     let a = env.send(&t, &body, None).await;
     assert_eq!((a.status, a.error_code().as_str()), (503, "upstream_unavailable"), "{}", a.body);
     assert!(a.json()["error"]["message"].as_str().unwrap().contains("may or may not"));
@@ -172,7 +176,8 @@ async fn assert_whole(env: &TestEnv, t: &str) {
 }
 
 fn envelope_body() -> String {
-    json!({"emailSubject": "s", "documents": [{"documentBase64": "JVBERi0xLjQK", "name": "d", "documentId": "1"}]}).to_string()
+    json!({"emailSubject": "s", "documents": [{"documentBase64": "JVBERi0xLjQK", "name": "d", "documentId": "1"}]})
+        .to_string()
 }
 
 #[tokio::test]
@@ -297,7 +302,9 @@ async fn throttling_on_send_is_a_503_with_retry_after_and_nothing_reaches_docusi
 
     // The connection read.
     proxy.fail(target::TRANSACT_GET, AwsFault::ProvisionedThroughputExceeded, u32::MAX);
-    let a = env.send_call(&app, Call { token: Some(&token), body: Some(&body), ..Call::new(Route::Envelopes, "POST") }).await;
+    let a = env
+        .send_call(&app, Call { token: Some(&token), body: Some(&body), ..Call::new(Route::Envelopes, "POST") })
+        .await;
     assert_eq!((a.status, a.error_code().as_str()), (503, "upstream_unavailable"), "{}", a.body);
     assert!(a.header("retry-after").is_some());
     proxy.clear();
@@ -337,7 +344,10 @@ async fn kms_refusing_to_decrypt_in_a_refresh_presents_nothing_and_keeps_it_acti
         assert_eq!((run.due, run.failed), (1, 1), "{refusal:?}: {run:?}");
         assert_eq!(env.sim.stats().refresh_grants, 0, "{refusal:?}: never presented");
         assert_eq!(env.status(&t).await["status"], "active");
-        assert!(env.item(&t, shared::store::LEASE_KEY).await.map_or(true, |l| !l.contains_key("owner")), "lease released");
+        assert!(
+            env.item(&t, shared::store::LEASE_KEY).await.is_none_or(|l| !l.contains_key("owner")),
+            "lease released"
+        );
     }
     assert_eq!(proxy.seen(target::KMS_DECRYPT), 3, "a refusal is not retried by the SDK");
     assert_eq!(env.sweep().await.refreshed, 1, "the next run refreshes");
@@ -365,7 +375,9 @@ async fn kms_refusing_to_encrypt_in_the_callback_stores_nothing() {
     proxy.fail(target::KMS_DECRYPT, AwsFault::KmsDisabled, u32::MAX);
     let token = user_token(&t);
     let body = envelope_body();
-    let a = env.send_call(&app, Call { token: Some(&token), body: Some(&body), ..Call::new(Route::Envelopes, "POST") }).await;
+    let a = env
+        .send_call(&app, Call { token: Some(&token), body: Some(&body), ..Call::new(Route::Envelopes, "POST") })
+        .await;
     assert_eq!((a.status, a.error_code().as_str()), (503, "upstream_unavailable"), "{}", a.body);
     assert_eq!(env.sim.stats().envelope_calls, 0);
 }
@@ -437,7 +449,8 @@ async fn a_new_consent_landing_while_docusign_answers_a_refresh_is_kept() {
 
     let need = Need::Due { window: chrono::Duration::hours(4) };
     let refresh = ensure_fresh(&env.app, &t, &need, Instant::now() + Duration::from_secs(20));
-    let (refreshed, (page, confirmed)) = while_docusign_answers(&env, refresh, callback_and_confirm(&env, &t, &query)).await;
+    let (refreshed, (page, confirmed)) =
+        while_docusign_answers(&env, refresh, callback_and_confirm(&env, &t, &query)).await;
 
     assert_eq!(page.status, 200, "{}", page.body);
     assert_eq!(confirmed.status, 200, "{}", confirmed.body);
@@ -449,7 +462,7 @@ async fn a_new_consent_landing_while_docusign_answers_a_refresh_is_kept() {
     assert_eq!(connection.connection_id, auth["connection_id"].as_s().unwrap().as_str());
     assert_eq!(auth["version"].as_n().unwrap(), "1");
     assert_whole(&env, &t).await;
-    assert!(env.item(&t, shared::store::LEASE_KEY).await.map_or(true, |l| !l.contains_key("presented")));
+    assert!(env.item(&t, shared::store::LEASE_KEY).await.is_none_or(|l| !l.contains_key("presented")));
     // The new connection's tokens are the live ones.
     env.advance(5 * 3600);
     assert_eq!(env.sweep().await.refreshed, 1);
@@ -523,15 +536,20 @@ async fn docusign_answering_a_refresh_after_our_timeout_ends_before_the_deadline
     assert_whole(&env, &t).await;
     assert_eq!(env.status(&t).await["status"], "active");
     let refresh = env.item(&t, REFRESH_KEY).await.unwrap();
-    assert_eq!((refresh["version"].as_n().unwrap().as_str(), refresh["last_error"].as_s().unwrap().as_str()), ("1", "network"));
-    assert!(env.item(&t, shared::store::LEASE_KEY).await.map_or(true, |l| !l.contains_key("owner")), "lease released");
+    assert_eq!(
+        (refresh["version"].as_n().unwrap().as_str(), refresh["last_error"].as_s().unwrap().as_str()),
+        ("1", "network")
+    );
+    assert!(env.item(&t, shared::store::LEASE_KEY).await.is_none_or(|l| !l.contains_key("owner")), "lease released");
 
     let rotated = async {
         while env.sim.stats().refresh_grants_ok == 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
-    tokio::time::timeout(Duration::from_secs(5), rotated).await.expect("DocuSign processed the grant after our timeout");
+    tokio::time::timeout(Duration::from_secs(5), rotated)
+        .await
+        .expect("DocuSign processed the grant after our timeout");
     let run = env.sweep().await;
     assert_eq!(run.reauth_required, 1, "{run:?}");
     assert_eq!(env.sim.stats().refresh_token_reuse, 1, "the spent token was presented again");
@@ -557,7 +575,7 @@ async fn a_sweep_whose_deadline_comes_too_near_before_presenting_presents_nothin
     assert!(started.elapsed() < budget);
     assert_eq!((run.due, run.left, run.failed), (1, 1, 0), "{run:?}");
     assert_eq!(env.sim.stats().refresh_grants, 0, "not presented");
-    assert!(env.item(&t, shared::store::LEASE_KEY).await.map_or(true, |l| !l.contains_key("owner")), "lease released");
+    assert!(env.item(&t, shared::store::LEASE_KEY).await.is_none_or(|l| !l.contains_key("owner")), "lease released");
     assert_eq!(env.item(&t, REFRESH_KEY).await.unwrap().get("last_error"), None, "nothing failed");
     let run = env.sweep().await;
     assert_eq!(run.refreshed, 1, "{run:?}");
@@ -580,7 +598,8 @@ async fn a_send_with_too_little_time_left_for_a_refresh_does_not_present_the_tok
     let token = user_token(&t);
     let body = envelope_body();
     let budget = Duration::from_secs(9);
-    let call = Call { token: Some(&token), body: Some(&body), budget: Some(budget), ..Call::new(Route::Envelopes, "POST") };
+    let call =
+        Call { token: Some(&token), body: Some(&body), budget: Some(budget), ..Call::new(Route::Envelopes, "POST") };
     let started = Instant::now();
     let a = env.send_call(&env.app, call).await;
     assert!(started.elapsed() < budget, "answered after the deadline: {:?}", started.elapsed());
@@ -598,7 +617,8 @@ async fn a_send_with_too_little_time_left_for_a_refresh_does_not_present_the_tok
     // Three minutes left on the access token (inside the 5-minute margin):
     // no time to refresh, so the send goes ahead with it.
     env.advance(8 * 3600 - 3 * 60);
-    let call = Call { token: Some(&token), body: Some(&body), budget: Some(budget), ..Call::new(Route::Envelopes, "POST") };
+    let call =
+        Call { token: Some(&token), body: Some(&body), budget: Some(budget), ..Call::new(Route::Envelopes, "POST") };
     let a = env.send_call(&env.app, call).await;
     assert_eq!(a.status, 201, "{}", a.body);
     assert_eq!(env.sim.stats().refresh_grants, 1, "no second refresh");

@@ -92,9 +92,15 @@ async fn each_api_function_answers_api_gateway_events_through_the_runtime_api() 
     let vars = env.function_env().await;
     let t = random_name("tenant");
     let consent = FunctionProcess::spawn("consent-start", &vars).await;
-    let a = consent.invoke(event("POST", "/docusign/consent", Some(&admin_token(&t))), Duration::from_secs(20)).await.unwrap();
+    let a = consent
+        .invoke(event("POST", "/docusign/consent", Some(&admin_token(&t))), Duration::from_secs(20))
+        .await
+        .unwrap();
     assert_eq!(a["statusCode"], 200, "{a}");
-    let url = serde_json::from_str::<Value>(a["body"].as_str().unwrap()).unwrap()["authorization_url"].as_str().unwrap().to_owned();
+    let url = serde_json::from_str::<Value>(a["body"].as_str().unwrap()).unwrap()["authorization_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     // Started before the consent page gives its code (a code lives 2 minutes).
     let callback = FunctionProcess::spawn("oauth-callback", &vars).await;
@@ -112,9 +118,14 @@ async fn each_api_function_answers_api_gateway_events_through_the_runtime_api() 
     let confirmation = callback_confirmation(&page).expect("an approved page");
     let admin = format!("Bearer {}", admin_token(&t));
     let body = json!({ "confirmation": confirmation }).to_string();
-    let e: Value =
-        serde_json::from_str(&apigw_event("POST", "/docusign/consent/confirm", "", &[("authorization", &admin)], Some(&body)))
-            .unwrap();
+    let e: Value = serde_json::from_str(&apigw_event(
+        "POST",
+        "/docusign/consent/confirm",
+        "",
+        &[("authorization", &admin)],
+        Some(&body),
+    ))
+    .unwrap();
     let confirmed = consent.invoke(e, Duration::from_secs(20)).await.unwrap();
     assert_eq!(confirmed["statusCode"], 200, "{confirmed}");
     assert_eq!(env.status(&t).await["status"], "active");
@@ -129,13 +140,23 @@ async fn each_api_function_answers_api_gateway_events_through_the_runtime_api() 
     .to_string();
     let token = user_token(&t);
     let bearer = format!("Bearer {token}");
-    let e: Value = serde_json::from_str(&apigw_event("POST", "/docusign/envelopes", "", &[("authorization", &bearer)], Some(&body))).unwrap();
+    let e: Value = serde_json::from_str(&apigw_event(
+        "POST",
+        "/docusign/envelopes",
+        "",
+        &[("authorization", &bearer)],
+        Some(&body),
+    ))
+    .unwrap();
     let sent = send.invoke(e, Duration::from_secs(25)).await.unwrap();
     assert_eq!(sent["statusCode"], 201, "{sent}");
     assert_eq!(env.sim.envelopes().len(), 1);
 
     let connection = FunctionProcess::spawn("connection", &vars).await;
-    let gone = connection.invoke(event("DELETE", "/docusign/connection", Some(&admin_token(&t))), Duration::from_secs(20)).await.unwrap();
+    let gone = connection
+        .invoke(event("DELETE", "/docusign/connection", Some(&admin_token(&t))), Duration::from_secs(20))
+        .await
+        .unwrap();
     assert_eq!(gone["statusCode"], 204, "{gone}");
     assert_eq!(env.status(&t).await, json!({"connected": false}));
 }

@@ -19,7 +19,8 @@ async fn a_query_with_a_space_or_non_ascii_gets_the_ordinary_answer() {
     let vars = env.function_env().await;
 
     let callback = FunctionProcess::spawn("oauth-callback", &vars).await;
-    for query in ["code=a b&state=acme.not issued", "state=t\u{e9}nant.x&code=\u{fc}", "code=x&state=acme.%zz \u{2603}"] {
+    for query in ["code=a b&state=acme.not issued", "state=t\u{e9}nant.x&code=\u{fc}", "code=x&state=acme.%zz \u{2603}"]
+    {
         let page = callback
             .invoke(event("GET", "/docusign/callback", query, &[]), Duration::from_secs(20))
             .await

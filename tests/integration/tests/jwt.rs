@@ -267,7 +267,12 @@ async fn an_hs256_token_keyed_with_a_jwks_public_key_is_refused() {
     let hmac_keys: [Vec<u8>; 3] = [public_pem.as_bytes().to_vec(), der(public_pem), modulus];
     for (mode, app) in [("JWKS only", jwks_only(&env, &idp).await), ("secret and JWKS", both(&env, &idp).await)] {
         for key in &hmac_keys {
-            let token = sign(Algorithm::HS256, Some("rsa-a"), &EncodingKey::from_secret(key).unwrap(), &claims(&tenant(), "admin"));
+            let token = sign(
+                Algorithm::HS256,
+                Some("rsa-a"),
+                &EncodingKey::from_secret(key).unwrap(),
+                &claims(&tenant(), "admin"),
+            );
             let a = connection(&env, &app, &token).await;
             let why = if mode == "JWKS only" { "HS256, which is not accepted" } else { "signature does not verify" };
             assert_refused(&a, why);
@@ -283,7 +288,9 @@ async fn with_only_a_jwks_hs256_tokens_are_refused() {
     let t = tenant();
     let a = connection(&env, &app, &token_with(claims(&t, "user"), JWT_SECRET)).await;
     assert_refused(&a, "HS256, which is not accepted here; sign it with RS256 or ES256");
-    assert_accepted(&connection(&env, &app, &sign(Algorithm::RS256, Some("rsa-a"), &rsa_a(), &claims(&t, "user"))).await);
+    assert_accepted(
+        &connection(&env, &app, &sign(Algorithm::RS256, Some("rsa-a"), &rsa_a(), &claims(&t, "user"))).await,
+    );
 }
 
 #[tokio::test]
@@ -294,7 +301,9 @@ async fn with_a_secret_and_a_jwks_hs256_goes_to_the_secret_and_rs256_es256_to_th
     let t = tenant();
     assert_accepted(&connection(&env, &app, &token_with(claims(&t, "user"), JWT_SECRET)).await);
     assert_eq!(idp.fetches(), 0, "an HS256 token needs no JWKS");
-    assert_accepted(&connection(&env, &app, &sign(Algorithm::RS256, Some("rsa-a"), &rsa_a(), &claims(&t, "user"))).await);
+    assert_accepted(
+        &connection(&env, &app, &sign(Algorithm::RS256, Some("rsa-a"), &rsa_a(), &claims(&t, "user"))).await,
+    );
     assert_accepted(&connection(&env, &app, &sign(Algorithm::ES256, Some("ec-a"), &ec_a(), &claims(&t, "user"))).await);
     assert_eq!(idp.fetches(), 1);
     // HS256 with a wrong secret is not rescued by the JWKS.
@@ -308,7 +317,9 @@ async fn unknown_kids_cause_at_most_one_refetch_a_minute() {
     let idp = Idp::start(published()).await;
     let app = jwks_only(&env, &idp).await;
     let t = tenant();
-    assert_accepted(&connection(&env, &app, &sign(Algorithm::RS256, Some("rsa-a"), &rsa_a(), &claims(&t, "user"))).await);
+    assert_accepted(
+        &connection(&env, &app, &sign(Algorithm::RS256, Some("rsa-a"), &rsa_a(), &claims(&t, "user"))).await,
+    );
     assert_eq!(idp.fetches(), 1);
 
     // Junk tokens naming keys nobody published, within the minute.
@@ -343,7 +354,8 @@ async fn concurrent_first_uses_fetch_the_jwks_once() {
     let app = jwks_only(&env, &idp).await;
     let tokens: Vec<String> = (0..8)
         .map(|i| {
-            let (alg, kid, key) = if i % 2 == 0 { (Algorithm::RS256, "rsa-a", rsa_a()) } else { (Algorithm::ES256, "ec-a", ec_a()) };
+            let (alg, kid, key) =
+                if i % 2 == 0 { (Algorithm::RS256, "rsa-a", rsa_a()) } else { (Algorithm::ES256, "ec-a", ec_a()) };
             sign(alg, Some(kid), &key, &claims(&tenant(), "user"))
         })
         .collect();
@@ -411,10 +423,14 @@ async fn a_31_byte_secret_plain_or_as_kms_ciphertext_stops_every_crm_facing_func
         vars.push((variable.to_owned(), value));
         for function in ["consent-start", "connection", "send-envelope"] {
             let mut p = FunctionProcess::spawn(function, &vars).await;
-            let status = p.exit_status(Duration::from_secs(20)).await.unwrap_or_else(|| panic!("{function} kept running"));
+            let status =
+                p.exit_status(Duration::from_secs(20)).await.unwrap_or_else(|| panic!("{function} kept running"));
             assert!(!status.success(), "{function} exits with an error");
             let logs = p.logs();
-            assert!(logs.contains(variable) && logs.contains("at least 32 bytes"), "{function} names {variable}: {logs}");
+            assert!(
+                logs.contains(variable) && logs.contains("at least 32 bytes"),
+                "{function} names {variable}: {logs}"
+            );
             assert!(!logs.contains(short), "{function} printed the secret: {logs}");
         }
     }

@@ -23,7 +23,10 @@ async fn access_expiry(env: &TestEnv, tenant: &str) -> chrono::DateTime<chrono::
 /// The expiry is DocuSign's documented 8 hours from now, give or take the test's own time.
 fn assert_eight_hours_from_now(env: &TestEnv, at: chrono::DateTime<chrono::Utc>, raw: &Value) {
     let expected = env.now() + chrono::Duration::hours(8);
-    assert!((at - expected).num_seconds().abs() <= 60, "expires_in {raw}: stored expiry {at}, expected about {expected}");
+    assert!(
+        (at - expected).num_seconds().abs() <= 60,
+        "expires_in {raw}: stored expiry {at}, expected about {expected}"
+    );
 }
 
 async fn a_send_succeeds(env: &TestEnv, tenant: &str) {

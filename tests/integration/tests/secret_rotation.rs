@@ -54,7 +54,13 @@ async fn a_refresh_with_only_the_old_secret_keeps_the_connection_active_and_repo
     // An on-demand refresh waits for the cool-down: the token is not
     // presented again in a loop.
     let calls = env.sim.stats().token_calls;
-    let r = ensure_fresh(&env.app, &t, &Need::Margin { margin: chrono::Duration::hours(4) }, Instant::now() + Duration::from_secs(5)).await;
+    let r = ensure_fresh(
+        &env.app,
+        &t,
+        &Need::Margin { margin: chrono::Duration::hours(4) },
+        Instant::now() + Duration::from_secs(5),
+    )
+    .await;
     assert!(matches!(r, Err(RefreshError::CoolingDown { .. })), "{r:?}");
     assert_eq!(env.sim.stats().token_calls, calls);
 
@@ -72,7 +78,11 @@ async fn a_refresh_with_only_the_old_secret_keeps_the_connection_active_and_repo
     assert_eq!((run.due, run.refreshed, run.failed), (1, 1, 0), "{run:?}");
     assert_eq!(last_error(&env, &t).await, None);
     let stats = env.sim.stats();
-    assert_eq!((stats.invalid_client, stats.refresh_grants_ok, stats.refresh_token_reuse, stats.invalid_grant), (2, 1, 0, 0), "{stats:?}");
+    assert_eq!(
+        (stats.invalid_client, stats.refresh_grants_ok, stats.refresh_token_reuse, stats.invalid_grant),
+        (2, 1, 0, 0),
+        "{stats:?}"
+    );
 }
 
 #[tokio::test]
@@ -93,7 +103,11 @@ async fn with_the_next_secret_set_a_refresh_after_the_rotation_works() {
     assert_eq!(a.status, 201, "{}", a.body);
     let stats = env.sim.stats();
     // The old secret refused once, the same refresh token then accepted with NEXT.
-    assert_eq!((stats.invalid_client, stats.refresh_grants, stats.refresh_grants_ok, stats.refresh_token_reuse), (1, 2, 1, 0), "{stats:?}");
+    assert_eq!(
+        (stats.invalid_client, stats.refresh_grants, stats.refresh_grants_ok, stats.refresh_token_reuse),
+        (1, 2, 1, 0),
+        "{stats:?}"
+    );
 }
 
 #[tokio::test]
@@ -114,7 +128,11 @@ async fn with_the_next_secret_set_a_new_consent_after_the_rotation_works() {
     let run = env.sweep().await;
     assert_eq!((run.due, run.refreshed, run.failed), (2, 2, 0), "{run:?}");
     let stats = env.sim.stats();
-    assert_eq!((stats.code_grants, stats.refresh_grants_ok, stats.refresh_token_reuse, stats.invalid_grant), (2, 2, 0, 0), "{stats:?}");
+    assert_eq!(
+        (stats.code_grants, stats.refresh_grants_ok, stats.refresh_token_reuse, stats.invalid_grant),
+        (2, 2, 0, 0),
+        "{stats:?}"
+    );
     assert_eq!(stats.invalid_client, 4, "each token call tried the old secret first: {stats:?}");
 }
 
@@ -135,10 +153,7 @@ async fn a_consent_with_only_the_old_secret_fails_and_connects_nothing() {
 
 /// The EMF lines (`_aws` at the top) of a function's log.
 fn metric_lines(logs: &str) -> Vec<Value> {
-    logs.lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v.get("_aws").is_some())
-        .collect()
+    logs.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v.get("_aws").is_some()).collect()
 }
 
 #[tokio::test]
@@ -164,11 +179,13 @@ async fn the_token_refresh_function_decrypts_the_next_secret_and_says_which_secr
 
     // Without NEXT: the run fails the tenant, keeps it active, and raises the metric.
     let p = FunctionProcess::spawn("token-refresh", &base).await;
-    let summary = p.invoke(scheduled_event(), Duration::from_secs(60)).await.unwrap_or_else(|e| panic!("{e}\n{}", p.logs()));
+    let summary =
+        p.invoke(scheduled_event(), Duration::from_secs(60)).await.unwrap_or_else(|e| panic!("{e}\n{}", p.logs()));
     assert_eq!((summary["failed"].as_u64(), summary["reauth_required"].as_u64()), (Some(1), Some(0)), "{summary}");
     assert_eq!(env.status(&t).await["status"], "active");
     let logs = p.logs();
-    let rejected: Vec<Value> = metric_lines(&logs).into_iter().filter(|m| m.get("ClientSecretRejected").is_some()).collect();
+    let rejected: Vec<Value> =
+        metric_lines(&logs).into_iter().filter(|m| m.get("ClientSecretRejected").is_some()).collect();
     assert_eq!(rejected.len(), 1, "one ClientSecretRejected metric: {logs}");
     assert_eq!(rejected[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"], "DocuSignConnector");
     assert!(
@@ -180,8 +197,14 @@ async fn the_token_refresh_function_decrypts_the_next_secret_and_says_which_secr
     let mut vars = base.clone();
     vars.push(("DOCUSIGN_SECRET_KEY_NEXT_CIPHERTEXT".to_owned(), ciphertext));
     let p = FunctionProcess::spawn("token-refresh", &vars).await;
-    let summary = p.invoke(scheduled_event(), Duration::from_secs(60)).await.unwrap_or_else(|e| panic!("{e}\n{}", p.logs()));
-    assert_eq!((summary["refreshed"].as_u64(), summary["failed"].as_u64()), (Some(1), Some(0)), "{summary}\n{}", p.logs());
+    let summary =
+        p.invoke(scheduled_event(), Duration::from_secs(60)).await.unwrap_or_else(|e| panic!("{e}\n{}", p.logs()));
+    assert_eq!(
+        (summary["refreshed"].as_u64(), summary["failed"].as_u64()),
+        (Some(1), Some(0)),
+        "{summary}\n{}",
+        p.logs()
+    );
     assert_eq!(env.status(&t).await["status"], "active");
     let logs = p.logs();
     let used: Vec<Value> = metric_lines(&logs).into_iter().filter(|m| m.get("ClientSecretUsed").is_some()).collect();
