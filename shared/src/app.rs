@@ -9,7 +9,7 @@ use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::docusign::esign::EsignApi;
 use crate::docusign::DocuSignAuth;
-use crate::envelope::idempotency::IdempotencyStore;
+use crate::store::idempotency::IdempotencyStore;
 use crate::store::TokenStore;
 
 // Building the context needs the AWS adapters (the `aws` feature, on by

@@ -198,7 +198,7 @@ pub async fn complete_consent(app: &App, query: CallbackQuery) -> CallbackOutcom
 
 async fn try_complete(app: &App, query: CallbackQuery) -> Result<(SecretString, Identity), CallbackFailure> {
     let (state, tenant) = query.state_and_tenant()?;
-    let taken = app.store.take_pending_consent(tenant, &sha256_hex(state)).await.map_err(|e| {
+    let taken = app.store.take_pending_consent(tenant, &sha256_hex(state), app.clock.now()).await.map_err(|e| {
         dependency_failure("reading the pending consent", &e);
         CallbackFailure::Unavailable
     })?;

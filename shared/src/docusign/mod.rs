@@ -6,6 +6,7 @@ use secrecy::SecretString;
 
 use crate::error::BoxError;
 
+pub mod environment;
 pub mod esign;
 pub mod hosts;
 pub mod oauth;

@@ -11,7 +11,7 @@ use secrecy::SecretString;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::idempotency::{valid_key, Claim, IdempotencyKey};
+use super::idempotency::valid_key;
 use super::validate::validate_envelope;
 use crate::app::App;
 use crate::auth::Caller;
@@ -21,6 +21,7 @@ use crate::docusign::esign::{EsignAnswer, EsignError};
 use crate::error::chain;
 use crate::error::ApiError;
 use crate::refresh::{ensure_fresh, Need, RefreshError, Refreshed};
+use crate::store::idempotency::{Claim, IdempotencyKey};
 use crate::store::{Connection, ConnectionStatus};
 
 /// An access token expiring within this is refreshed before sending.
@@ -183,7 +184,7 @@ async fn usable_token(app: &App, tenant: &str, deadline: Instant) -> Result<(Con
             tracing::warn!(tenant, error = %chain(&e), "refresh before send failed; sending with the current token");
             Ok((connection.clone(), decrypt_access(app, &connection).await?))
         }
-        Err(e) => Err(refresh_failure(e)),
+        Err(e) => Err(refresh_failure(app, e)),
     }
 }
 
@@ -203,7 +204,7 @@ async fn decrypt_access(app: &App, c: &Connection) -> Result<SecretString, ApiEr
     Ok(app.cipher.decrypt(&Binding { tenant: &c.tenant, record: Record::AccessToken }, &c.access_token).await?)
 }
 
-fn refresh_failure(e: RefreshError) -> ApiError {
+fn refresh_failure(app: &App, e: RefreshError) -> ApiError {
     match e {
         RefreshError::Transient { retry_after, .. } => ApiError::upstream_unavailable(
             "DocuSign could not refresh this connection's access token; try again shortly",
@@ -211,7 +212,7 @@ fn refresh_failure(e: RefreshError) -> ApiError {
         ),
         RefreshError::CoolingDown { until } => ApiError::upstream_unavailable(
             "DocuSign refused to refresh this connection's access token a moment ago; try again shortly",
-            (until - chrono::Utc::now()).num_seconds().clamp(1, 900) as u64,
+            (until - app.clock.now()).num_seconds().clamp(1, 900) as u64,
         ),
         RefreshError::Busy => ApiError::upstream_unavailable("the connection's token is being refreshed; try again", 2),
         RefreshError::DeadlineNear => ApiError::upstream_unavailable(
@@ -288,8 +289,9 @@ async fn send_with_retries(
                 refreshed_after_401 = true;
                 let need =
                     Need::Rejected { connection_id: connection.connection_id.clone(), version: connection.version };
-                let refreshed =
-                    ensure_fresh(app, &connection.tenant, &need, deadline).await.map_err(refresh_failure)?;
+                let refreshed = ensure_fresh(app, &connection.tenant, &need, deadline)
+                    .await
+                    .map_err(|e| refresh_failure(app, e))?;
                 (connection, token) = fresh_token(app, refreshed).await?;
                 tracing::info!(tenant = %connection.tenant, "DocuSign refused the access token; refreshed and retrying once");
                 continue;

@@ -6,8 +6,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::idempotency::{Claim, IdempotencyKey, IdempotencyStore};
 use super::*;
-use crate::envelope::idempotency::{Claim, IdempotencyKey, IdempotencyStore};
 
 /// Runs every check; `label` names the adapter in failure messages.
 pub async fn run_all(tokens: &dyn TokenStore, idempotency: &dyn IdempotencyStore, label: &str) {
@@ -98,13 +98,16 @@ async fn consents_are_taken_once(s: &dyn TokenStore, label: &str) {
     let t = tenant("consent");
     let stored = consent(&t, "s1");
     s.put_pending_consent(&stored).await.unwrap();
-    match s.take_pending_consent(&t, "s1").await.unwrap() {
+    match s.take_pending_consent(&t, "s1", now()).await.unwrap() {
         TakeConsent::Taken(c) => assert_eq!(c, stored, "{label}: the consent as stored"),
         other => panic!("{label}: first take: {other:?}"),
     }
-    assert!(matches!(s.take_pending_consent(&t, "s1").await.unwrap(), TakeConsent::AlreadyUsed), "{label}");
-    assert!(matches!(s.take_pending_consent(&t, "s2").await.unwrap(), TakeConsent::Unknown), "{label}");
-    assert!(matches!(s.take_pending_consent(&tenant("other"), "s1").await.unwrap(), TakeConsent::Unknown), "{label}");
+    assert!(matches!(s.take_pending_consent(&t, "s1", now()).await.unwrap(), TakeConsent::AlreadyUsed), "{label}");
+    assert!(matches!(s.take_pending_consent(&t, "s2", now()).await.unwrap(), TakeConsent::Unknown), "{label}");
+    assert!(
+        matches!(s.take_pending_consent(&tenant("other"), "s1", now()).await.unwrap(), TakeConsent::Unknown),
+        "{label}"
+    );
     assert!(s.put_pending_consent(&consent(&t, "s1")).await.is_err(), "{label}: a state is never stored twice");
 }
 
@@ -113,7 +116,7 @@ async fn a_proposal_is_promoted_once_by_its_admin_while_its_consent_exists(s: &d
     let p = proposal(&t, "s1", "c1");
     assert!(is_conflict(s.put_proposal(&p).await), "{label}: no consent, no proposal");
     s.put_pending_consent(&consent(&t, "s1")).await.unwrap();
-    s.take_pending_consent(&t, "s1").await.unwrap();
+    s.take_pending_consent(&t, "s1", now()).await.unwrap();
     s.put_proposal(&p).await.unwrap();
     assert_eq!(s.get_proposal(&t, "c1").await.unwrap(), Some(p.clone()), "{label}: the proposal as stored");
     assert_eq!(s.get_proposal(&t, "c2").await.unwrap(), None, "{label}");
@@ -156,7 +159,10 @@ async fn disconnect_removes_everything_and_cancels_proposals(s: &dyn TokenStore,
     s.delete_connection(&t).await.unwrap();
     assert_eq!(s.get_connection(&t).await.unwrap(), None, "{label}");
     assert_eq!(s.get_proposal(&t, "c2").await.unwrap(), None, "{label}: proposals go");
-    assert!(matches!(s.take_pending_consent(&t, "s2").await.unwrap(), TakeConsent::Unknown), "{label}: consents go");
+    assert!(
+        matches!(s.take_pending_consent(&t, "s2", now()).await.unwrap(), TakeConsent::Unknown),
+        "{label}: consents go"
+    );
     let conn = sample_connection(&t, "cid-3", 1, 3600);
     assert!(is_conflict(s.promote_proposal(&proposal(&t, "s2", "c2"), &conn, now()).await), "{label}");
     assert_eq!(s.get_connection(&t).await.unwrap(), None, "{label}: nothing comes back");

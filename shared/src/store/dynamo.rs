@@ -346,7 +346,12 @@ impl TokenStore for DynamoStore {
         Ok(())
     }
 
-    async fn take_pending_consent(&self, tenant: &str, state_hash: &str) -> Result<TakeConsent, StoreError> {
+    async fn take_pending_consent(
+        &self,
+        tenant: &str,
+        state_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<TakeConsent, StoreError> {
         let sort = format!("{CONSENT_PREFIX}{state_hash}");
         let result = self
             .client
@@ -355,7 +360,7 @@ impl TokenStore for DynamoStore {
             .set_key(Some(key(tenant, &sort)))
             .update_expression("SET used_at = :now REMOVE verifier")
             .condition_expression("attribute_exists(tenant_id) AND attribute_not_exists(used_at)")
-            .expression_attribute_values(":now", t(Utc::now()))
+            .expression_attribute_values(":now", t(now))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .send()
             .await;
@@ -695,7 +700,10 @@ impl DynamoStore {
 
 mod idempotency {
     use super::*;
-    use crate::envelope::idempotency::{Claim, IdempotencyKey, IdempotencyStore, IDEMPOTENCY_PREFIX};
+    use crate::store::idempotency::{Claim, IdempotencyKey, IdempotencyStore};
+
+    /// Sort-key prefix of idempotency records.
+    const IDEMPOTENCY_PREFIX: &str = "idem#";
 
     fn sort_key(key: &IdempotencyKey) -> String {
         format!("{IDEMPOTENCY_PREFIX}{}", key.key_hash)

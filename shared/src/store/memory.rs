@@ -9,8 +9,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::idempotency::{Claim, IdempotencyKey, IdempotencyStore};
 use super::*;
-use crate::envelope::idempotency::{Claim, IdempotencyKey, IdempotencyStore};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -92,7 +92,12 @@ impl TokenStore for MemoryStore {
         Ok(())
     }
 
-    async fn take_pending_consent(&self, tenant: &str, state_hash: &str) -> Result<TakeConsent, StoreError> {
+    async fn take_pending_consent(
+        &self,
+        tenant: &str,
+        state_hash: &str,
+        _now: DateTime<Utc>,
+    ) -> Result<TakeConsent, StoreError> {
         let mut inner = self.lock();
         Ok(match inner.consents.get_mut(&(tenant.to_owned(), state_hash.to_owned())) {
             None => TakeConsent::Unknown,

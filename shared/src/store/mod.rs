@@ -5,12 +5,13 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::config::DocuSignEnvironment;
+use crate::docusign::environment::DocuSignEnvironment;
 use crate::error::BoxError;
 
 pub mod contract;
 #[cfg(feature = "aws")]
 pub mod dynamo;
+pub mod idempotency;
 pub mod memory;
 
 pub const AUTH_KEY: &str = "docusign_auth";
@@ -178,8 +179,13 @@ pub enum LeaseAcquire {
 #[async_trait]
 pub trait TokenStore: Send + Sync {
     async fn put_pending_consent(&self, consent: &PendingConsent) -> Result<(), StoreError>;
-    /// Marks the consent used, once; a second take finds it used.
-    async fn take_pending_consent(&self, tenant: &str, state_hash: &str) -> Result<TakeConsent, StoreError>;
+    /// Marks the consent used (at `now`), once; a second take finds it used.
+    async fn take_pending_consent(
+        &self,
+        tenant: &str,
+        state_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<TakeConsent, StoreError>;
     /// Both records, read together; `None` when the tenant is not connected.
     async fn get_connection(&self, tenant: &str) -> Result<Option<Connection>, StoreError>;
     /// Stores a proposed connection, only while its pending consent still

@@ -157,6 +157,11 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) {
     request.send().await.expect("create table");
 }
 
+/// A fresh tenant id, unique to the test that asks.
+pub fn tenant() -> String {
+    random_name("tenant")
+}
+
 pub fn random_name(prefix: &str) -> String {
     use rand::Rng;
     let n: u64 = rand::thread_rng().gen();

@@ -11,10 +11,6 @@ use shared::store::{AUTH_KEY, REFRESH_KEY};
 
 const DEFAULT_USER: &str = "11111111-1111-1111-1111-111111111111";
 
-fn tenant() -> String {
-    random_name("tenant")
-}
-
 fn other_user() -> SimUser {
     SimUser {
         sub: "22222222-2222-2222-2222-222222222222".into(),

@@ -18,10 +18,6 @@ use shared::store::{AUTH_KEY, REFRESH_KEY};
 
 const LOOK_ALIKE: &str = "https://eu.docusign.net.attacker.example";
 
-fn tenant() -> String {
-    random_name("tenant")
-}
-
 /// A DocuSign user whose only account lives on a host that is not DocuSign's.
 fn foreign_user() -> SimUser {
     SimUser {

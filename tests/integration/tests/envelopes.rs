@@ -10,10 +10,6 @@ use serde_json::{json, Value};
 
 const USER: &str = "11111111-1111-1111-1111-111111111111";
 
-fn tenant() -> String {
-    random_name("tenant")
-}
-
 fn template_envelope() -> Value {
     json!({
         "templateId": "8f2c5c1e-0000-4000-8000-000000000001",

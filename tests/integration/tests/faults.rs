@@ -15,10 +15,6 @@ use shared::refresh::{ensure_fresh, Need, RefreshError, Refreshed};
 use shared::store::{AUTH_KEY, REFRESH_KEY};
 use tokio::time::Instant;
 
-fn tenant() -> String {
-    random_name("tenant")
-}
-
 /// The real KMS cipher, whose next `fail_encrypts` encryptions fail.
 struct FlakyEncrypt {
     inner: KmsCipher,

@@ -138,10 +138,6 @@ fn assert_refused(a: &Answer, why: &str) {
     assert!(message.contains(why), "expected {why:?} in {message:?}");
 }
 
-fn tenant() -> String {
-    random_name("tenant")
-}
-
 // ---- the time window (HS256, the default world) -------------------------------------
 
 #[tokio::test]

@@ -9,10 +9,6 @@ use serde_json::{json, Value};
 
 const HOUR: i64 = 3600;
 
-fn tenant() -> String {
-    random_name("tenant")
-}
-
 /// The stored access-token expiry, from `GET /docusign/connection`.
 async fn access_expiry(env: &TestEnv, tenant: &str) -> chrono::DateTime<chrono::Utc> {
     let s = env.status(tenant).await;

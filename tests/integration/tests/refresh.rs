@@ -13,10 +13,6 @@ use tokio::time::Instant;
 
 const HOUR: i64 = 3600;
 
-fn tenant() -> String {
-    random_name("tenant")
-}
-
 fn soon(secs: u64) -> Instant {
     Instant::now() + Duration::from_secs(secs)
 }

@@ -19,10 +19,6 @@ const HOUR: i64 = 3600;
 /// The secret DocuSign accepts after the rotation.
 const NEW_SECRET: &str = "test-client-secret-value-0002-rotated";
 
-fn tenant() -> String {
-    random_name("tenant")
-}
-
 fn with_next_secret() -> Options {
     Options { extra_env: vec![("DOCUSIGN_SECRET_KEY_NEXT".to_owned(), NEW_SECRET.to_owned())], ..Options::default() }
 }

@@ -4,10 +4,6 @@
 use integration_tests::*;
 use serde_json::json;
 
-fn tenant() -> String {
-    random_name("tenant")
-}
-
 #[tokio::test]
 async fn a_state_moved_to_another_tenant_connects_nothing() {
     let env = TestEnv::start().await;
