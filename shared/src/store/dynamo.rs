@@ -306,29 +306,23 @@ impl DynamoStore {
 
     /// Every sort key of a tenant that starts with `prefix` (consistent read).
     async fn keys_with_prefix(&self, tenant: &str, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let mut keys = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .key_condition_expression("tenant_id = :t AND begins_with(#k, :p)")
-                .expression_attribute_names("#k", "key")
-                .expression_attribute_values(":t", s(tenant))
-                .expression_attribute_values(":p", s(prefix))
-                .projection_expression("#k")
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(backend)?;
-            keys.extend(out.items().iter().filter_map(|i| i.get("key")?.as_s().ok().cloned()));
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(keys),
-            }
-        }
+        let items: Vec<Item> = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("tenant_id = :t AND begins_with(#k, :p)")
+            .expression_attribute_names("#k", "key")
+            .expression_attribute_values(":t", s(tenant))
+            .expression_attribute_values(":p", s(prefix))
+            .projection_expression("#k")
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(backend)?;
+        Ok(items.iter().filter_map(|i| i.get("key")?.as_s().ok().cloned()).collect())
     }
 }
 
@@ -628,26 +622,21 @@ impl TokenStore for DynamoStore {
     async fn due_tenants(&self, cutoff: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
         let mut tenants = Vec::new();
         for shard in 0..DUE_SHARDS {
-            let mut start: Option<Item> = None;
-            loop {
-                let out = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .index_name(DUE_INDEX)
-                    .key_condition_expression("due_shard = :s AND due_at <= :cutoff")
-                    .expression_attribute_values(":s", s(format!("due#{shard}")))
-                    .expression_attribute_values(":cutoff", n(cutoff.timestamp()))
-                    .set_exclusive_start_key(start.take())
-                    .send()
-                    .await
-                    .map_err(backend)?;
-                tenants.extend(out.items().iter().filter_map(|i| i.get("tenant_id")?.as_s().ok().cloned()));
-                match out.last_evaluated_key {
-                    Some(k) if !k.is_empty() => start = Some(k),
-                    _ => break,
-                }
-            }
+            let items: Vec<Item> = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(DUE_INDEX)
+                .key_condition_expression("due_shard = :s AND due_at <= :cutoff")
+                .expression_attribute_values(":s", s(format!("due#{shard}")))
+                .expression_attribute_values(":cutoff", n(cutoff.timestamp()))
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<_, _>>()
+                .await
+                .map_err(backend)?;
+            tenants.extend(items.iter().filter_map(|i| i.get("tenant_id")?.as_s().ok().cloned()));
         }
         Ok(tenants)
     }
@@ -809,5 +798,74 @@ mod idempotency {
                 Err(e) => Err(backend(e)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod mapping_tests {
+    use super::*;
+    use crate::store::contract::sample_connection;
+
+    #[test]
+    fn a_connection_survives_its_two_items() {
+        let mut c = sample_connection("t-1", "cid", 3, 3600);
+        c.refresh = RefreshBookkeeping {
+            failures: 2,
+            retry_not_before: Some(c.connected_at),
+            last_error: Some("upstream_503".into()),
+        };
+        let (auth, refresh) = (auth_item(&c), refresh_item(&c));
+        assert_eq!(connection_from_items(&auth, &refresh).unwrap(), c);
+        // Only the refresh record carries the refresh token, and only the auth record the access token.
+        assert!(auth.contains_key("access_token") && !auth.contains_key("refresh_token"));
+        assert!(refresh.contains_key("refresh_token") && !refresh.contains_key("access_token"));
+        // An active connection is in the due index; a reauth_required one is not.
+        assert_eq!(refresh["due_at"], n(c.access_token_expires_at.timestamp()));
+        c.status = ConnectionStatus::ReauthRequired;
+        assert!(!refresh_item(&c).contains_key("due_shard"));
+        // Records of two versions are not one connection.
+        let newer = sample_connection("t-1", "cid", 4, 3600);
+        assert!(matches!(connection_from_items(&auth, &refresh_item(&newer)), Err(StoreError::Conflict)));
+    }
+
+    #[test]
+    fn consents_and_proposals_survive_their_items() {
+        let c = sample_connection("t-2", "cid", 1, 3600);
+        let consent = PendingConsent {
+            tenant: "t-2".into(),
+            state_hash: "s".into(),
+            admin: "admin-1".into(),
+            environment: DocuSignEnvironment::Production,
+            verifier: vec![1, 2],
+            created_at: c.connected_at,
+            expires_at: c.access_token_expires_at,
+        };
+        assert_eq!(consent_from_item("t-2", "s", &consent_item(&consent)).unwrap(), consent);
+        let proposal = ProposedConnection {
+            tenant: "t-2".into(),
+            confirmation_hash: "h".into(),
+            state_hash: "s".into(),
+            admin: "admin-1".into(),
+            environment: DocuSignEnvironment::Sandbox,
+            identity: c.identity.clone(),
+            access_token: c.access_token.clone(),
+            access_token_expires_at: c.access_token_expires_at,
+            refresh_token: c.refresh_token.clone(),
+            refresh_token_expires_at: c.refresh_token_expires_at,
+            issued_at: c.connected_at,
+            expires_at: c.connected_at,
+        };
+        let item = proposal_item(&proposal);
+        assert_eq!(item["key"], s("proposal#h"));
+        assert_eq!(proposal_from_item("t-2", "h", &item).unwrap(), proposal);
+    }
+
+    #[test]
+    fn a_malformed_item_names_what_is_wrong() {
+        let c = sample_connection("t-3", "cid", 1, 3600);
+        let mut auth = auth_item(&c);
+        auth.remove("base_uri");
+        let err = connection_from_items(&auth, &refresh_item(&c)).unwrap_err();
+        assert!(err.to_string().contains("base_uri"), "{err}");
     }
 }
