@@ -222,7 +222,7 @@ impl DocuSignOAuth {
                     error = %class,
                     next_configured = self.next.is_some(),
                     "ALARM: DocuSign refused our client credentials; check DOCUSIGN_INTEGRATION_KEY and DOCUSIGN_SECRET_KEY \
-                     (README, \"Rotating the DocuSign client secret\"); connections are kept"
+                     (docs/DEPLOY.md, \"Rotating the DocuSign client secret\"); connections are kept"
                 );
                 println!("{}", secret_rejected_metric(grant, &class, now_ms));
             }
