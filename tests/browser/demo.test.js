@@ -68,10 +68,20 @@ function watchContext(ctx) {
   });
 }
 
+// Disconnect asks first: every page of every context answers as the admin
+// would, and the question is recorded.
+const dialogs = [];
+
 async function newContext() {
   const ctx = await browser.newContext({ viewport: { width: 1000, height: 900 } });
   ctx.setDefaultTimeout(STEP);
   watchContext(ctx);
+  ctx.on("page", (p) =>
+    p.on("dialog", (dialog) => {
+      dialogs.push(dialog.message());
+      dialog.accept();
+    }),
+  );
   return ctx;
 }
 
@@ -192,14 +202,7 @@ before(async () => {
   context = await newContext();
   page = await context.newPage();
   watchForProblems(page, "demo page");
-  // Disconnect asks first: answer it as the admin would, and record that it asked.
-  page.on("dialog", (dialog) => {
-    dialogs.push(dialog.message());
-    dialog.accept();
-  });
 });
-
-const dialogs = [];
 
 after(async () => {
   await browser?.close();
